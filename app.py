@@ -1,0 +1,137 @@
+"""The application factory: routes and lifecycle, nothing else.
+
+`create_app(settings)` builds the aiohttp application; the database, the HTTP session, the
+adapter and the bot are made in a cleanup context when the app starts and closed when it stops.
+Run `python app.py` to serve the bot on http://localhost:3978/api/messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from botbuilder.integration.aiohttp import CloudAdapter
+
+import messages
+from bots.auth import TeamsBotAuthentication
+from bots.bot import RuntimeConnectionsBot, on_turn_error
+from bots.connections_handlers import ConnectionsHandlers
+from bots.endpoint import messages_endpoint
+from bots.router import Router
+from connections.service import ConnectionsService
+from settings import Settings, SettingsError, load_settings
+from storage.database import Database, open_database
+from storage.embedded import StoreUnavailable
+
+log = logging.getLogger("runtime_connections")
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+DATABASE_KEY = web.AppKey("database", Database)
+ADAPTER_KEY = web.AppKey("adapter", CloudAdapter)
+BOT_KEY = web.AppKey("bot", RuntimeConnectionsBot)
+
+
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """Access log without query strings: sign-in URLs carry states and codes there."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %.1fms',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
+
+
+def build_router(database: Database, settings: Settings) -> Router:
+    router = Router()
+    service = ConnectionsService(connections=database.connections, audit=database.audit)
+    ConnectionsHandlers(service=service, bot_app_id=settings.app_id or "").register(router)
+    return router
+
+
+async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    async with (
+        open_database(
+            mongodb_uri=settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else None,
+            database_name=settings.database_name,
+            data_dir=settings.data_dir,
+            embedded_command=settings.embedded_mongodb_command,
+        ) as database,
+        aiohttp.ClientSession() as session,
+    ):
+        if settings.auth_enabled:
+            log.info(messages.LOG_AUTH_ON, settings.app_id, settings.app_type)
+        else:
+            log.warning(messages.LOG_AUTH_OFF)
+        adapter = CloudAdapter(TeamsBotAuthentication(settings, session))
+        adapter.on_turn_error = on_turn_error
+        bot = RuntimeConnectionsBot(settings=settings, router=build_router(database, settings))
+        app[DATABASE_KEY] = database
+        app[ADAPTER_KEY] = adapter
+        app[BOT_KEY] = bot
+        yield
+
+
+async def _post_messages(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    handler = messages_endpoint(app[ADAPTER_KEY], app[BOT_KEY].on_turn)
+    return await handler(request)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if await request.app[DATABASE_KEY].ping():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "database unreachable"}, status=503)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the bot's web application for these settings."""
+    app = web.Application()
+    app[SETTINGS_KEY] = settings
+    app.cleanup_ctx.append(_bot_lifecycle)
+    app.router.add_post("/api/messages", _post_messages)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    return app
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"Cannot start: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    log.info(messages.LOG_LISTENING, settings.host, settings.port)
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log_class=PathOnlyAccessLogger,
+            print=None,
+        )
+    except StoreUnavailable as error:
+        print(f"Cannot start: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

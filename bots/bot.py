@@ -1,0 +1,139 @@
+"""The activity handler: tenant check, then messages to commands and card actions to verbs.
+
+Every invoke is answered here with a 200 (Teams shows "Unable to reach app" for a 501), and the
+`adaptiveCard/action` response is an msrest model, which is what the adapter can serialize.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from botbuilder.core import ActivityHandler, TurnContext
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    AdaptiveCardInvokeResponse,
+    InvokeResponse,
+)
+
+import messages
+from bots.identity import command_text, mentions_bot, tenant_id_of
+from bots.router import Router
+from bots.turn import Turn
+from cards.adaptive import ADAPTIVE_CARD_CONTENT_TYPE
+from cards.verbs import VERB_KEY
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
+MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
+
+
+def card_action_response(reply: dict[str, Any] | str) -> InvokeResponse:
+    """The invoke response that replaces the card (a card) or shows a short message (a str)."""
+    if isinstance(reply, str):
+        body = AdaptiveCardInvokeResponse(
+            status_code=200, type=MESSAGE_CONTENT_TYPE, value=reply
+        )
+    else:
+        body = AdaptiveCardInvokeResponse(
+            status_code=200, type=ADAPTIVE_CARD_CONTENT_TYPE, value=reply
+        )
+    return InvokeResponse(status=200, body=body)
+
+
+def _action_of(activity: Activity) -> tuple[str, dict[str, Any]]:
+    """The verb and data of an `adaptiveCard/action` invoke; ("", {}) when malformed."""
+    value = activity.value if isinstance(activity.value, dict) else {}
+    action = value.get("action") if isinstance(value.get("action"), dict) else {}
+    verb = action.get("verb")
+    data = action.get("data")
+    return (verb if isinstance(verb, str) else "", data if isinstance(data, dict) else {})
+
+
+class RuntimeConnectionsBot(ActivityHandler):
+    def __init__(self, *, settings: Settings, router: Router) -> None:
+        self._settings = settings
+        self._router = router
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        if not self._settings.tenant_allowed(tenant_id_of(activity)):
+            log.info(messages.LOG_TENANT_REFUSED)
+            await self._refuse(turn_context)
+            return
+        await super().on_turn(turn_context)
+
+    async def _refuse(self, context: TurnContext) -> None:
+        activity = context.activity
+        if activity.type == ActivityTypes.message:
+            await context.send_activity(messages.TENANT_NOT_ALLOWED)
+        elif activity.type == ActivityTypes.invoke:
+            await self._send_invoke_response(
+                context, card_action_response(messages.TENANT_NOT_ALLOWED)
+            )
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        turn = Turn.of(turn_context)
+        value = activity.value
+        if isinstance(value, dict) and isinstance(value.get(VERB_KEY), str):
+            await self._card_submit(turn, value)
+            return
+        if not turn.personal and not mentions_bot(activity):
+            return  # in a team or group chat, only messages that @mention the bot are for it
+        text = command_text(activity)
+        handler = self._router.match_command(text)
+        if handler is None:
+            log.info(messages.LOG_UNMATCHED_TEXT, len(text))
+            await turn.send_text(messages.DID_NOT_UNDERSTAND)
+            return
+        await handler(turn)
+
+    async def _card_submit(self, turn: Turn, value: dict[str, Any]) -> None:
+        """Action.Submit (the fallback of every Action.Execute): answer with a new message."""
+        verb = value[VERB_KEY]
+        handler = self._router.match_verb(verb)
+        if handler is None:
+            log.info(messages.LOG_UNKNOWN_VERB, verb[:64])
+            await turn.send_text(messages.CARD_ACTION_UNKNOWN)
+            return
+        data = {key: item for key, item in value.items() if key != VERB_KEY}
+        reply = await handler(turn, data)
+        if isinstance(reply, str):
+            await turn.send_text(reply)
+        else:
+            await turn.send_card(reply)
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        activity = turn_context.activity
+        if activity.name != ADAPTIVE_CARD_ACTION:
+            log.info(messages.LOG_UNKNOWN_INVOKE, (activity.name or "")[:64])
+            return InvokeResponse(status=200)
+        verb, data = _action_of(activity)
+        handler = self._router.match_verb(verb)
+        if handler is None:
+            log.info(messages.LOG_UNKNOWN_VERB, verb[:64])
+            return card_action_response(messages.CARD_ACTION_UNKNOWN)
+        try:
+            reply = await handler(Turn.of(turn_context), data)
+        except Exception:
+            log.exception(messages.LOG_TURN_ERROR, activity.type)
+            return card_action_response(messages.TURN_FAILED)
+        return card_action_response(reply)
+
+    @staticmethod
+    async def _send_invoke_response(context: TurnContext, response: InvokeResponse) -> None:
+        await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+
+
+async def on_turn_error(context: TurnContext, error: Exception) -> None:
+    """The adapter's last resort: log without payloads and tell the person something went wrong."""
+    log.error(messages.LOG_TURN_ERROR, context.activity.type, exc_info=error)
+    if context.activity.type == ActivityTypes.message:
+        try:
+            await context.send_activity(messages.TURN_FAILED)
+        except Exception:  # the reply path itself may be what failed
+            log.warning("Could not tell the person about the failed turn", exc_info=True)

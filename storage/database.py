@@ -1,0 +1,110 @@
+"""Opening the database: MONGODB_URI when set, otherwise the embedded server; indexes at start.
+
+`open_database` is an async context manager that yields a `Database` holding the client and one
+store per collection, and closes everything (the embedded server included) on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+import messages
+from storage.audit import AuditLog
+from storage.connections import ConnectionStore
+from storage.embedded import MEMORY, EmbeddedMongo, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Database:
+    """The open database and its stores."""
+
+    client: AsyncMongoClient[Document]
+    db: AsyncDatabase[Document]
+    connections: ConnectionStore
+    audit: AuditLog
+    description: str
+
+    async def ping(self) -> bool:
+        """True when the server answers; used by the readiness probe."""
+        try:
+            await self.client.admin.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+
+def make_client(uri: str, **options: Any) -> AsyncMongoClient[Document]:
+    """A client returning timezone-aware UTC datetimes, failing fast when unreachable."""
+    options.setdefault("serverSelectionTimeoutMS", 5000)
+    return AsyncMongoClient(uri, tz_aware=True, tzinfo=UTC, **options)
+
+
+async def ensure_indexes(database: Database) -> None:
+    """Create every collection's indexes; safe to run at every start and from every process."""
+    await database.connections.ensure_indexes()
+    await database.audit.ensure_indexes()
+
+
+@asynccontextmanager
+async def open_database(
+    *,
+    mongodb_uri: str | None,
+    database_name: str,
+    data_dir: Path | str,
+    embedded_command: str = "secantusd-py",
+) -> AsyncIterator[Database]:
+    """Connect to MongoDB (or start the embedded server) and create the indexes.
+
+    Args:
+        mongodb_uri: a MongoDB URI; None starts the embedded server.
+        database_name: the database to use.
+        data_dir: where the embedded server keeps its files, or `storage.embedded.MEMORY`.
+        embedded_command: the embedded server's executable.
+
+    Raises:
+        StoreUnavailable: when no database can be reached or started.
+    """
+    async with AsyncExitStack() as stack:
+        if mongodb_uri:
+            uri = mongodb_uri
+            description = messages.LOG_STORE_EXTERNAL % database_name
+        else:
+            embedded = EmbeddedMongo(command=embedded_command, storage=data_dir)
+            uri = await stack.enter_async_context(embedded)
+            description = (
+                messages.LOG_STORE_EMBEDDED % (Path(data_dir) / "mongodb", database_name)
+                if str(data_dir) != MEMORY
+                else messages.LOG_STORE_EMBEDDED_MEMORY % database_name
+            )
+        client = make_client(uri)
+        stack.push_async_callback(client.close)
+        db = client[database_name]
+        database = Database(
+            client=client,
+            db=db,
+            connections=ConnectionStore(db["connections"]),
+            audit=AuditLog(db["audit_events"]),
+            description=description,
+        )
+        try:
+            await ensure_indexes(database)
+        except PyMongoError as error:
+            raise StoreUnavailable(
+                messages.STORE_UNREACHABLE.format(detail=type(error).__name__)
+            ) from None
+        log.info(description)
+        yield database

@@ -1,0 +1,137 @@
+"""Record models stored in MongoDB: connections (parent and runtime) and audit events.
+
+Ids are MongoDB ObjectIds in the database and their 24-hex strings everywhere else. Teams and
+Entra ids inside `Owner` are opaque strings: the Agents Playground's are not GUIDs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from bson import ObjectId
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConnectionKind(StrEnum):
+    """A parent is authorized once by an admin; a runtime connection is one person's own."""
+
+    PARENT = "parent"
+    RUNTIME = "runtime"
+
+
+class ConnectionStatus(StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    NEEDS_REAUTH = "needs_reauth"
+
+
+class Owner(BaseModel):
+    """The person a connection belongs to; (tenant_id, aad_object_id) identifies them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    aad_object_id: str
+    teams_user_id: str = ""
+    name: str = ""
+
+
+class ProviderAccount(BaseModel):
+    """Who signed in at the provider: its account id and a name a person recognises."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    display_name: str
+
+
+class EncryptedTokens(BaseModel):
+    """Access/refresh tokens and expiry as one ciphertext, with the id of the key that sealed it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str
+    ciphertext: bytes
+
+
+class Connection(BaseModel):
+    """One connection record (collection `connections`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: ConnectionKind
+    provider: str
+    parent_id: str | None = None
+    owner: Owner
+    account: ProviderAccount | None = None
+    status: ConnectionStatus
+    scopes: list[str] = Field(default_factory=list)
+    tokens: EncryptedTokens | None = None
+    api_base_url: str | None = None
+    refresh_lease_until: datetime | None = None
+    version: int = 1
+    created_at: datetime
+    updated_at: datetime
+    last_used_at: datetime | None = None
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Connection:
+        data = dict(document)
+        data["id"] = str(data.pop("_id"))
+        if isinstance(data.get("parent_id"), ObjectId):
+            data["parent_id"] = str(data["parent_id"])
+        return cls.model_validate(data)
+
+    @property
+    def account_label(self) -> str:
+        return self.account.display_name if self.account else "unknown account"
+
+
+class Actor(BaseModel):
+    """Who caused an audited change: a person in Teams, or an operator at the command line."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str  # "person" | "operator"
+    tenant_id: str = ""
+    aad_object_id: str = ""
+    name: str = ""
+
+    @classmethod
+    def person(cls, owner: Owner) -> Actor:
+        return cls(
+            kind="person",
+            tenant_id=owner.tenant_id,
+            aad_object_id=owner.aad_object_id,
+            name=owner.name,
+        )
+
+    @classmethod
+    def operator(cls, name: str) -> Actor:
+        return cls(kind="operator", name=name)
+
+
+class AuditEvent(BaseModel):
+    """One line of the audit trail (collection `audit_events`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    at: datetime
+    actor: Actor
+    action: str
+    connection_id: str | None = None
+    provider: str | None = None
+    account: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> AuditEvent:
+        data = dict(document)
+        data["id"] = str(data.pop("_id"))
+        if isinstance(data.get("connection_id"), ObjectId):
+            data["connection_id"] = str(data["connection_id"])
+        return cls.model_validate(data)
