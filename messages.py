@@ -34,14 +34,12 @@ HTTP_AUTH_UNAVAILABLE = (
     "The bot cannot check tokens right now (signing keys unavailable); try again shortly."
 )
 HTTP_INTERNAL_ERROR = "The bot could not handle this activity."
-LOG_REJECTED_TOKEN = "Rejected a request with an invalid Bot Framework token: %s"
+LOG_REJECTED_TOKEN = "Rejected a request with an invalid Bot Framework token: %s"  # noqa: S105
 LOG_TURN_ERROR = "Unhandled error in a turn (activity type %s)"
 LOG_SIGNING_KEYS_UNAVAILABLE = "Could not fetch Bot Framework signing keys from %s: %s"
 
 # --- Conversation -----------------------------------------------------------------------------
-DID_NOT_UNDERSTAND = (
-    "Sorry, I didn't understand that. Type **help** to see what I can do."
-)
+DID_NOT_UNDERSTAND = "Sorry, I didn't understand that. Type **help** to see what I can do."
 TENANT_NOT_ALLOWED = (
     "Sorry, this bot isn't available for your organization. Ask your administrator if you "
     "think it should be."
@@ -84,8 +82,7 @@ DELETED = "Deleted {label}."
 DELETE_CANCELLED = "Nothing was deleted."
 CONFIRM_DELETE_TITLE = "Delete this connection?"
 CONFIRM_DELETE_TEXT = (
-    "{label} will be removed. The next time a recipe needs it, you will be asked to sign in "
-    "again."
+    "{label} will be removed. The next time a recipe needs it, you will be asked to sign in again."
 )
 CHOOSE_A_CONNECTION = "Choose a connection in the list first, then press the button."
 CONNECTION_NOT_FOUND = (

@@ -9,6 +9,7 @@ stops the start with one sentence naming the variable (`load_settings`). Secrets
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,23 +48,23 @@ class Settings(BaseSettings):
 
     app_id: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("APP_ID", "MicrosoftAppId", "MICROSOFT_APP_ID"),
+        validation_alias=AliasChoices("MicrosoftAppId", "APP_ID", "MICROSOFT_APP_ID"),
         description="Bot Framework app (client) id. Unset: authentication is off (local use).",
     )
     app_password: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(
-            "APP_PASSWORD", "MicrosoftAppPassword", "MICROSOFT_APP_PASSWORD"
+            "MicrosoftAppPassword", "APP_PASSWORD", "MICROSOFT_APP_PASSWORD"
         ),
     )
     app_type: AppType = Field(
         default="MultiTenant",
-        validation_alias=AliasChoices("APP_TYPE", "MicrosoftAppType", "MICROSOFT_APP_TYPE"),
+        validation_alias=AliasChoices("MicrosoftAppType", "APP_TYPE", "MICROSOFT_APP_TYPE"),
     )
     app_tenant_id: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
-            "APP_TENANTID", "APP_TENANT_ID", "MicrosoftAppTenantId", "MICROSOFT_APP_TENANT_ID"
+            "MicrosoftAppTenantId", "APP_TENANTID", "APP_TENANT_ID", "MICROSOFT_APP_TENANT_ID"
         ),
     )
     openid_metadata_url: AnyHttpUrl = Field(
@@ -122,7 +123,8 @@ class Settings(BaseSettings):
             self.app_password is None or not self.app_password.get_secret_value()
         ):
             raise ValueError(
-                "The setting MicrosoftAppPassword (APP_PASSWORD) is required when MicrosoftAppId is set"
+                "The setting MicrosoftAppPassword (APP_PASSWORD) is required when "
+                "MicrosoftAppId is set"
             )
         if self.app_type in ("SingleTenant", "UserAssignedMSI") and not self.app_tenant_id:
             raise ValueError(
@@ -141,23 +143,18 @@ class Settings(BaseSettings):
         return not self.allowed_tenant_ids or (tenant_id or "") in self.allowed_tenant_ids
 
 
-# The variable a person should look at for each field, in error messages.
-_VARIABLE_NAMES = {
-    "app_id": "MicrosoftAppId",
-    "app_password": "MicrosoftAppPassword",
-    "app_type": "MicrosoftAppType",
-    "app_tenant_id": "MicrosoftAppTenantId",
-    "openid_metadata_url": "OPENID_METADATA_URL",
-    "mongodb_uri": "MONGODB_URI",
-    "database_name": "DATABASE_NAME",
-    "data_dir": "DATA_DIR",
-    "embedded_mongodb_command": "EMBEDDED_MONGODB_COMMAND",
-    "public_base_url": "PUBLIC_BASE_URL",
-    "host": "HOST",
-    "port": "PORT",
-    "log_level": "LOG_LEVEL",
-    "allowed_tenant_ids": "ALLOWED_TENANT_IDS",
-}
+def _variable_name(location: str) -> str:
+    """The environment variable a person set (or should set) for an error's location."""
+    for name, field in Settings.model_fields.items():
+        aliases = field.validation_alias
+        choices = [str(a) for a in aliases.choices] if isinstance(aliases, AliasChoices) else []
+        if location == name or location in choices:
+            present = {key.casefold() for key in os.environ}
+            for choice in choices:
+                if choice.casefold() in present:
+                    return choice
+            return choices[0] if choices else name.upper()
+    return location
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -178,7 +175,7 @@ def load_settings(**overrides: Any) -> Settings:
         first = error.errors()[0]
         location = first.get("loc") or ()
         name = str(location[0]) if location else ""
-        variable = _VARIABLE_NAMES.get(name, name)
+        variable = _variable_name(name) if name else ""
         message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
         if variable:
             raise SettingsError(f"The setting {variable} is invalid: {message}.") from None

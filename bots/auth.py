@@ -46,7 +46,7 @@ from settings import Settings
 
 log = logging.getLogger(__name__)
 
-CHANNEL_TOKEN_ISSUER = "https://api.botframework.com"
+CHANNEL_TOKEN_ISSUER = "https://api.botframework.com"  # noqa: S105 - an issuer URL
 CLOCK_SKEW_S = 300
 KEYS_MAX_AGE_S = 24 * 3600
 UNKNOWN_KEY_REFRESH_S = 300

@@ -10,12 +10,8 @@ import logging
 from typing import Any
 
 from botbuilder.core import ActivityHandler, TurnContext
-from botbuilder.schema import (
-    Activity,
-    ActivityTypes,
-    AdaptiveCardInvokeResponse,
-    InvokeResponse,
-)
+from botbuilder.schema import Activity, ActivityTypes, InvokeResponse
+from msrest.serialization import Model
 
 import messages
 from bots.identity import command_text, mentions_bot, tenant_id_of
@@ -31,17 +27,29 @@ ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
 MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 
 
+class CardActionResponse(Model):
+    """The `adaptiveCard/action` response body. The SDK's AdaptiveCardInvokeResponse types
+    `value` as a dict, which cannot carry the text of a message response."""
+
+    _attribute_map = {  # noqa: RUF012 - msrest reads this class attribute
+        "status_code": {"key": "statusCode", "type": "int"},
+        "type": {"key": "type", "type": "str"},
+        "value": {"key": "value", "type": "object"},
+    }
+
+    def __init__(self, *, status_code: int, type: str, value: Any) -> None:
+        super().__init__()
+        self.status_code = status_code
+        self.type = type
+        self.value = value
+
+
 def card_action_response(reply: dict[str, Any] | str) -> InvokeResponse:
     """The invoke response that replaces the card (a card) or shows a short message (a str)."""
-    if isinstance(reply, str):
-        body = AdaptiveCardInvokeResponse(
-            status_code=200, type=MESSAGE_CONTENT_TYPE, value=reply
-        )
-    else:
-        body = AdaptiveCardInvokeResponse(
-            status_code=200, type=ADAPTIVE_CARD_CONTENT_TYPE, value=reply
-        )
-    return InvokeResponse(status=200, body=body)
+    content_type = MESSAGE_CONTENT_TYPE if isinstance(reply, str) else ADAPTIVE_CARD_CONTENT_TYPE
+    return InvokeResponse(
+        status=200, body=CardActionResponse(status_code=200, type=content_type, value=reply)
+    )
 
 
 def _action_of(activity: Activity) -> tuple[str, dict[str, Any]]:

@@ -82,7 +82,9 @@ class ConnectionsHandlers:
             return messages.PRIVATE_CHAT_ONLY
         chosen = _chosen_connection(data)
         if chosen is None:
-            return await self._picklist(turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION)
+            return await self._picklist(
+                turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION
+            )
         outcome = await self.service.disconnect(turn.owner, chosen)
         return await self._after(turn, data, outcome.result, outcome.message)
 
@@ -91,7 +93,9 @@ class ConnectionsHandlers:
             return messages.PRIVATE_CHAT_ONLY
         chosen = _chosen_connection(data)
         if chosen is None:
-            return await self._picklist(turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION)
+            return await self._picklist(
+                turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION
+            )
         view = await self.service.view(turn.owner, chosen)
         if view is None:
             return await self._picklist(
@@ -104,7 +108,9 @@ class ConnectionsHandlers:
             return messages.PRIVATE_CHAT_ONLY
         chosen = _chosen_connection(data)
         if chosen is None:
-            return await self._picklist(turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION)
+            return await self._picklist(
+                turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION
+            )
         outcome = await self.service.delete(turn.owner, chosen)
         return await self._after(turn, data, outcome.result, outcome.message)
 

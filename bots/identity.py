@@ -57,9 +57,13 @@ def mentions_bot(activity: Activity) -> bool:
     for entity in activity.entities or []:
         properties = entity.additional_properties or {}
         mentioned = properties.get("mentioned") or {}
-        if entity.type == "mention" and isinstance(mentioned, dict):
-            if recipient_id and mentioned.get("id") == recipient_id:
-                return True
+        if (
+            entity.type == "mention"
+            and isinstance(mentioned, dict)
+            and recipient_id
+            and mentioned.get("id") == recipient_id
+        ):
+            return True
     return False
 
 

@@ -54,7 +54,11 @@ def execute(
     """
     payload = dict(data or {})
     action: Element = {"type": "Action.Execute", "title": title, "verb": verb, "data": payload}
-    fallback: Element = {"type": "Action.Submit", "title": title, "data": {VERB_KEY: verb, **payload}}
+    fallback: Element = {
+        "type": "Action.Submit",
+        "title": title,
+        "data": {VERB_KEY: verb, **payload},
+    }
     if not with_inputs:
         action["associatedInputs"] = "none"
         fallback["associatedInputs"] = "none"

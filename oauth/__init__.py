@@ -1,1 +1,1 @@
-"""OAuth2 providers the bot can act in, and (later) the sign-in flow that connects people to them."""
+"""OAuth2 providers the bot can act in, and the sign-in flow that connects people to them."""

@@ -59,8 +59,10 @@ class Change(StrEnum):
 
 def _object_id(connection_id: str) -> ObjectId | None:
     # A 24-hex string only: ObjectId() would also accept 12 arbitrary bytes.
-    if isinstance(connection_id, str) and len(connection_id) == 24 and ObjectId.is_valid(
-        connection_id
+    if (
+        isinstance(connection_id, str)
+        and len(connection_id) == 24
+        and ObjectId.is_valid(connection_id)
     ):
         return ObjectId(connection_id)
     return None

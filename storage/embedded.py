@@ -87,8 +87,8 @@ class EmbeddedMongo:
     def durable(self) -> bool:
         return self._storage != MEMORY
 
-    async def __aenter__(self) -> str:
-        executable = find_server_command(self._command)
+    def _prepare(self) -> list[str]:
+        """Create the folders and return the server's arguments (all but the port)."""
         self._scratch = tempfile.TemporaryDirectory(prefix="embedded-mongodb-")
         # An empty config file stops the server from reading a stray ./secantusd.toml.
         config = Path(self._scratch.name) / "secantusd.toml"
@@ -101,6 +101,11 @@ class EmbeddedMongo:
         else:
             arguments += ["--storage-path", MEMORY]
         arguments.append("--standalone")
+        return arguments
+
+    async def __aenter__(self) -> str:
+        executable = find_server_command(self._command)
+        arguments = await asyncio.to_thread(self._prepare)
         try:
             await self._start(executable, arguments)
         except BaseException:

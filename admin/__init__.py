@@ -1,0 +1,1 @@
+"""Operator tools: the command line for connections (and, later, the admin web page)."""

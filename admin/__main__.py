@@ -1,0 +1,7 @@
+"""`python -m admin ...` runs the operator command line."""
+
+import sys
+
+from admin.cli import main
+
+sys.exit(main())

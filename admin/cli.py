@@ -1,0 +1,181 @@
+"""The operator command line for connections: list, create (for development) and delete.
+
+    python -m admin connections list [--kind parent|runtime]
+    python -m admin connections create-parent --provider box --account admin@contoso.com
+    python -m admin connections create-runtime --parent ID --tenant T --user OBJECT_ID \\
+        --name "Jane Doe" --account jane@contoso.com [--status connected]
+    python -m admin connections delete ID
+
+It uses MONGODB_URI when set; otherwise the embedded server of a running bot (found through the
+data folder) or, when no bot runs, its own embedded server on the same data folder. Every change
+is audited with the operator's login name as the actor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TextIO
+
+from pymongo.errors import PyMongoError
+
+from oauth.providers import display_name
+from settings import Settings, SettingsError, load_settings
+from storage.audit import CONNECTION_CREATED, CONNECTION_DELETED
+from storage.connections import ConnectionExists, ParentNotFound
+from storage.database import Database, make_client, open_database
+from storage.embedded import StoreUnavailable, running_server_uri
+from storage.models import (
+    Actor,
+    Connection,
+    ConnectionKind,
+    ConnectionStatus,
+    Owner,
+    ProviderAccount,
+)
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    uri = settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else None
+    if uri is None:
+        candidate = running_server_uri(settings.data_dir)
+        if candidate and await _answers(candidate):
+            uri = candidate
+    async with open_database(
+        mongodb_uri=uri,
+        database_name=settings.database_name,
+        data_dir=settings.data_dir,
+        embedded_command=settings.embedded_mongodb_command,
+    ) as database:
+        yield database
+
+
+async def _answers(uri: str) -> bool:
+    client = make_client(uri, serverSelectionTimeoutMS=1000)
+    try:
+        await client.admin.command("ping")
+    except PyMongoError:
+        return False
+    finally:
+        await client.close()
+    return True
+
+
+def _row(connection: Connection) -> str:
+    owner = connection.owner
+    who = f"{owner.name or '-'} <{owner.tenant_id}/{owner.aad_object_id}>"
+    parent = connection.parent_id or "-"
+    return "\t".join(
+        [
+            connection.id,
+            connection.kind.value,
+            display_name(connection.provider),
+            connection.account_label,
+            connection.status.value,
+            parent,
+            who,
+        ]
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m admin", description=__doc__.split("\n")[0])
+    topics = parser.add_subparsers(dest="topic", required=True)
+    connections = topics.add_parser("connections", help="parent and runtime connections")
+    commands = connections.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("list", help="list connections")
+    listing.add_argument("--kind", choices=[kind.value for kind in ConnectionKind])
+
+    parent = commands.add_parser("create-parent", help="store a parent connection (development)")
+    parent.add_argument("--provider", required=True)
+    parent.add_argument("--account", required=True, help="the account name at the provider")
+    parent.add_argument("--tenant", default="", help="the owner's tenant id")
+    parent.add_argument("--user", default="operator", help="the owner's Entra object id")
+    parent.add_argument("--name", default="", help="the owner's display name")
+    parent.add_argument("--api-base-url")
+
+    runtime = commands.add_parser(
+        "create-runtime", help="store a person's runtime connection (development)"
+    )
+    runtime.add_argument("--parent", required=True, help="the parent connection id")
+    runtime.add_argument("--tenant", required=True, help="the person's tenant id")
+    runtime.add_argument("--user", required=True, help="the person's Entra object id")
+    runtime.add_argument("--teams-user", default="", help="the person's Teams user id")
+    runtime.add_argument("--name", default="", help="the person's display name")
+    runtime.add_argument("--account", required=True, help="the account name at the provider")
+    runtime.add_argument(
+        "--status", choices=[status.value for status in ConnectionStatus], default="connected"
+    )
+
+    delete = commands.add_parser("delete", help="delete a connection (a parent keeps its children)")
+    delete.add_argument("id")
+    return parser
+
+
+async def _run(arguments: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    actor = Actor.operator(getpass.getuser())
+    async with _database(settings) as database:
+        store = database.connections
+        if arguments.command == "list":
+            kind = ConnectionKind(arguments.kind) if arguments.kind else None
+            for connection in await store.list_all(kind=kind):
+                print(_row(connection), file=out)
+            return 0
+        if arguments.command == "create-parent":
+            created = await store.create_parent(
+                provider=arguments.provider,
+                owner=Owner(
+                    tenant_id=arguments.tenant, aad_object_id=arguments.user, name=arguments.name
+                ),
+                account=ProviderAccount(id=arguments.account, display_name=arguments.account),
+                api_base_url=arguments.api_base_url,
+            )
+        elif arguments.command == "create-runtime":
+            try:
+                created = await store.create_runtime(
+                    parent_id=arguments.parent,
+                    owner=Owner(
+                        tenant_id=arguments.tenant,
+                        aad_object_id=arguments.user,
+                        teams_user_id=arguments.teams_user,
+                        name=arguments.name,
+                    ),
+                    account=ProviderAccount(id=arguments.account, display_name=arguments.account),
+                    status=ConnectionStatus(arguments.status),
+                )
+            except ParentNotFound:
+                print(f"No parent connection has the id {arguments.parent}.", file=sys.stderr)
+                return 1
+            except ConnectionExists:
+                print(
+                    "That person already has a runtime connection for this parent.",
+                    file=sys.stderr,
+                )
+                return 1
+        else:
+            deleted = await store.delete(arguments.id)
+            if deleted is None:
+                print(f"No connection has the id {arguments.id}; nothing deleted.", file=out)
+                return 0
+            await database.audit.record(actor=actor, action=CONNECTION_DELETED, connection=deleted)
+            print(f"Deleted {_row(deleted)}", file=out)
+            return 0
+        await database.audit.record(actor=actor, action=CONNECTION_CREATED, connection=created)
+        print(_row(created), file=out)
+        return 0
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
+    arguments = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return asyncio.run(_run(arguments, settings, out))
+    except (SettingsError, StoreUnavailable) as error:
+        print(f"Cannot run: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,154 @@
+"""`python app.py` as a person runs it: no configuration, embedded store, clean stop, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import messages
+from tests.support import activities
+from tests.support.activities import JANE
+from tests.support.connector import ConnectorServer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "MONGODB_URI"}
+    env.update(extra)
+    return env
+
+
+async def wait_until_ready(url: str, process: asyncio.subprocess.Process) -> None:
+    """Poll /readyz until it answers 200; fail at once if the process dies."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            if process.returncode is not None:
+                pytest.fail(f"the bot exited with {process.returncode}")
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)  # polling interval of a readiness probe, not a sync point
+    pytest.fail("the bot did not become ready")
+
+
+@pytest.fixture
+async def running_bot(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "app.py"),
+        env=environment(PORT=str(port), HOST="127.0.0.1", DATA_DIR=str(tmp_path / "data")),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
+        yield process, port
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_zero_configuration_start_serve_and_clean_stop(
+    running_bot: tuple[asyncio.subprocess.Process, int], tmp_path: Path
+) -> None:
+    """With no settings the bot serves /api/messages on the embedded store and stops cleanly."""
+    process, port = running_bot
+    data = tmp_path / "data"
+    running_file = data / "embedded-mongodb.json"
+    store_uri = json.loads(running_file.read_text())["uri"]
+
+    connector = ConnectorServer()
+    await connector.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            activity = activities.message(JANE, connector.service_url, "help")
+            async with session.post(
+                f"http://127.0.0.1:{port}/api/messages", json=activity
+            ) as response:
+                assert response.status == 200
+    finally:
+        await connector.close()
+    [reply] = connector.sent
+    assert reply.card is not None
+
+    # The operator CLI finds the running bot's store instead of starting a second one.
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "admin",
+        "connections",
+        "create-parent",
+        "--provider",
+        "box",
+        "--account",
+        "admin@box.example",
+        env=environment(DATA_DIR=str(data), PYTHONPATH=str(REPO)),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await cli.communicate()
+    assert cli.returncode == 0, err.decode()
+    assert "admin@box.example" in out.decode()
+
+    process.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert not running_file.exists()
+    host, port_text = store_uri.removeprefix("mongodb://").split("/")[0].split(":")
+    with pytest.raises(OSError), socket.create_connection((host, int(port_text)), timeout=1):
+        pass
+    assert (data / "mongodb").is_dir()  # data stays for the next start
+
+
+def run_app(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "app.py")],
+        env=environment(
+            **{"DATA_DIR": str(tmp_path / "data"), "PORT": str(free_port()), **variables}
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_invalid_setting_stops_the_start_with_one_sentence(tmp_path: Path) -> None:
+    """An invalid setting: exit code 2 and one sentence naming the variable, no traceback."""
+    result = run_app(tmp_path, PORT="not-a-port")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_embedded_store_says_what_to_install_or_set(tmp_path: Path) -> None:
+    """No MONGODB_URI and no local extra: exit 2 with a sentence naming both ways out."""
+    result = run_app(tmp_path, EMBEDDED_MONGODB_COMMAND="no-such-secantusd")
+    assert result.returncode == 2
+    assert messages.NO_STORE_CONFIGURED in result.stderr
+    assert "Traceback" not in result.stderr
