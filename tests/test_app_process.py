@@ -54,14 +54,15 @@ async def wait_until_ready(url: str, process: asyncio.subprocess.Process) -> Non
 @pytest.fixture
 async def running_bot(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(REPO / "app.py"),
-        env=environment(PORT=str(port), HOST="127.0.0.1", DATA_DIR=str(tmp_path / "data")),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    with (tmp_path / "bot.log").open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(REPO / "app.py"),
+            env=environment(PORT=str(port), HOST="127.0.0.1", DATA_DIR=str(tmp_path / "data")),
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=log_file,
+        )
     try:
         await wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
         yield process, port
@@ -116,6 +117,9 @@ async def test_zero_configuration_start_serve_and_clean_stop(
 
     process.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(process.wait(), 30) == 0
+    log = (tmp_path / "bot.log").read_text()
+    assert "Store: embedded MongoDB-compatible server" in log
+    assert log.count("authentication is OFF") == 1
     assert not running_file.exists()
     host, port_text = store_uri.removeprefix("mongodb://").split("/")[0].split(":")
     with pytest.raises(OSError), socket.create_connection((host, int(port_text)), timeout=1):
