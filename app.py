@@ -22,10 +22,16 @@ from bots.bot import RuntimeConnectionsBot, on_turn_error
 from bots.connections_handlers import ConnectionsHandlers
 from bots.endpoint import messages_endpoint
 from bots.router import Router
+from bots.signin_handlers import LoginCards, SignInHandlers
 from connections.service import ConnectionsService
+from oauth.pages import sign_in_routes
+from oauth.providers import AppsConfigError, ProviderRegistry, load_registry
+from oauth.signin import SignInService
 from settings import Settings, SettingsError, load_settings
+from storage.crypto import TokenCipher
 from storage.database import Database, open_database
 from storage.embedded import StoreUnavailable
+from storage.token_keys import TokenKeyError, load_token_cipher
 
 log = logging.getLogger("runtime_connections")
 
@@ -33,6 +39,8 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 DATABASE_KEY = web.AppKey("database", Database)
 ADAPTER_KEY = web.AppKey("adapter", CloudAdapter)
 BOT_KEY = web.AppKey("bot", RuntimeConnectionsBot)
+SIGNIN_KEY = web.AppKey("signin", SignInService)
+LOGIN_CARDS_KEY = web.AppKey("login_cards", LoginCards)
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -49,15 +57,36 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
         )
 
 
-def build_router(database: Database, settings: Settings) -> Router:
+def build_router(
+    database: Database, settings: Settings, signin: SignInService, login_cards: LoginCards
+) -> Router:
     router = Router()
-    service = ConnectionsService(connections=database.connections, audit=database.audit)
+    service = ConnectionsService(
+        connections=database.connections,
+        audit=database.audit,
+        names=signin.providers.display_name,
+    )
     ConnectionsHandlers(service=service, bot_app_id=settings.app_id or "").register(router)
+    SignInHandlers(signin=signin, login_cards=login_cards, connections=service).register(router)
     return router
+
+
+def load_providers(settings: Settings) -> ProviderRegistry:
+    return load_registry(settings.apps_file)
+
+
+def load_cipher(settings: Settings) -> TokenCipher:
+    return load_token_cipher(
+        configured_keys=settings.encryption_keys,
+        data_dir=settings.data_dir,
+        production=settings.auth_enabled,
+    )
 
 
 async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
+    providers = load_providers(settings)
+    cipher = load_cipher(settings)
     async with (
         open_database(
             mongodb_uri=settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else None,
@@ -73,7 +102,19 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             log.warning(messages.LOG_AUTH_OFF)
         adapter = CloudAdapter(TeamsBotAuthentication(settings, session))
         adapter.on_turn_error = on_turn_error
-        bot = RuntimeConnectionsBot(settings=settings, router=build_router(database, settings))
+        signin = SignInService(
+            providers=providers,
+            connections=database.connections,
+            login_states=database.login_states,
+            audit=database.audit,
+            cipher=cipher,
+            public_base_url=str(settings.public_base_url).rstrip("/"),
+        )
+        login_cards = LoginCards(signin=signin, bot_app_id=settings.app_id or "")
+        router = build_router(database, settings, signin, login_cards)
+        bot = RuntimeConnectionsBot(settings=settings, router=router)
+        app[SIGNIN_KEY] = signin
+        app[LOGIN_CARDS_KEY] = login_cards
         app[DATABASE_KEY] = database
         app[ADAPTER_KEY] = adapter
         app[BOT_KEY] = bot
@@ -104,6 +145,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/messages", _post_messages)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_routes(sign_in_routes(SIGNIN_KEY))
     return app
 
 
@@ -127,7 +169,7 @@ def main() -> int:
             access_log_class=PathOnlyAccessLogger,
             print=None,
         )
-    except StoreUnavailable as error:
+    except (StoreUnavailable, AppsConfigError, TokenKeyError) as error:
         print(f"Cannot start: {error}", file=sys.stderr)
         return 2
     return 0

@@ -107,3 +107,45 @@ HELP_COMMANDS = (
     ("help", "Show this card."),
 )
 HELP_PERSONAL_ACCOUNTS = "Personal accounts"
+
+# --- Sign-in ---------------------------------------------------------------------------------
+LOGIN_CARD_TEXT = "Sign in to {app} to continue"
+LOGIN_CARD_DETAIL = (
+    "Sign in with your own {app} account. Afterwards, type the 6-digit code shown in the "
+    "sign-in window here if Teams asks for it."
+)
+LOGIN_CARD_BUTTON = "Sign in"
+LOGIN_CARD_SENT_PRIVATELY = (
+    "{name}, I've sent you a private sign-in card for {app} in our 1:1 chat."
+)
+RECONNECT_SENT = "I've sent you a sign-in card for {app} below."
+RECONNECT_NOT_POSSIBLE = (
+    "{label} can't be reconnected: its app connection was removed. Ask your administrator."
+)
+RECONNECT_NOT_NEEDED = "{label} is connected; there is nothing to reconnect."
+SIGNIN_CONNECTED = "Your {app} account {account} is connected."
+SIGNIN_ALREADY_USED = "That code was already used: your {app} account {account} is connected."
+SIGNIN_WRONG_CODE = (
+    "That code doesn't match your sign-in, so I cancelled it to be safe. Please sign in again "
+    "from a new sign-in card."
+)
+SIGNIN_CANCELLED = "Sign-in cancelled. Nothing was connected."
+SIGNIN_FAILURES = {
+    "invalid_state": "This sign-in link is not valid or was already used. Start again from Teams.",
+    "expired_state": "This sign-in link has expired. Start again from Teams.",
+    "missing_code": "The app did not send an authorization code. Start again from Teams.",
+    "invalid_code": "The app did not accept the sign-in. Start again from Teams.",
+    "access_denied": "You chose not to allow access, so nothing was connected.",
+    "provider_error": "The app could not complete the sign-in right now. Try again later.",
+    "storage_error": "The sign-in could not be saved. Try again in a moment.",
+}
+SIGNIN_PAGE_TITLE = "Signed in to {app}"
+SIGNIN_PAGE_CODE = (
+    "If this window doesn't close by itself, go back to Teams and type this code in your chat "
+    "with the bot:"
+)
+SIGNIN_PAGE_FAILED_TITLE = "Sign-in not completed"
+SIGNIN_PAGE_NO_RESULT = "There is no sign-in to finish here. Start again from Teams."
+LOG_SIGNIN_REJECTED = "Sign-in rejected by %s: %s"
+LOG_PROVIDER_UNAVAILABLE = "Provider %s unavailable: %s"
+LOG_SIGNIN_FAILED = "Sign-in callback failed: %s"

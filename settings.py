@@ -92,9 +92,20 @@ class Settings(BaseSettings):
     host: str = Field(default="localhost", min_length=1, validation_alias=AliasChoices("HOST"))
     port: int = Field(default=3978, ge=1, le=65535, validation_alias=AliasChoices("PORT"))
     log_level: LogLevel = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+    apps_file: Path | None = Field(default=None, validation_alias=AliasChoices("APPS_FILE"))
+    token_encryption_keys: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TOKEN_ENCRYPTION_KEYS")
+    )
     allowed_tenant_ids: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), validation_alias=AliasChoices("ALLOWED_TENANT_IDS")
     )
+
+    @field_validator("apps_file")
+    @classmethod
+    def _apps_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -132,6 +143,14 @@ class Settings(BaseSettings):
                 f"{self.app_type} bot"
             )
         return self
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        """TOKEN_ENCRYPTION_KEYS split on commas, newest first."""
+        if self.token_encryption_keys is None:
+            return []
+        raw = self.token_encryption_keys.get_secret_value()
+        return [key.strip() for key in raw.split(",") if key.strip()]
 
     @property
     def auth_enabled(self) -> bool:

@@ -94,11 +94,14 @@ class RuntimeConnectionsBot(ActivityHandler):
             return  # in a team or group chat, only messages that @mention the bot are for it
         text = command_text(activity)
         handler = self._router.match_command(text)
-        if handler is None:
-            log.info(messages.LOG_UNMATCHED_TEXT, len(text))
-            await turn.send_text(messages.DID_NOT_UNDERSTAND)
+        if handler is not None:
+            await handler(turn)
             return
-        await handler(turn)
+        for matcher in self._router.text_matchers:
+            if await matcher(turn, text):
+                return
+        log.info(messages.LOG_UNMATCHED_TEXT, len(text))
+        await turn.send_text(messages.DID_NOT_UNDERSTAND)
 
     async def _card_submit(self, turn: Turn, value: dict[str, Any]) -> None:
         """Action.Submit (the fallback of every Action.Execute): answer with a new message."""
@@ -118,7 +121,14 @@ class RuntimeConnectionsBot(ActivityHandler):
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         activity = turn_context.activity
         if activity.name != ADAPTIVE_CARD_ACTION:
-            log.info(messages.LOG_UNKNOWN_INVOKE, (activity.name or "")[:64])
+            invoke_handler = self._router.invokes.get(activity.name or "")
+            if invoke_handler is None:
+                log.info(messages.LOG_UNKNOWN_INVOKE, (activity.name or "")[:64])
+                return InvokeResponse(status=200)
+            try:
+                await invoke_handler(Turn.of(turn_context), activity.value)
+            except Exception:
+                log.exception(messages.LOG_TURN_ERROR, activity.type)
             return InvokeResponse(status=200)
         verb, data = _action_of(activity)
         handler = self._router.match_verb(verb)

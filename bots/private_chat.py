@@ -7,9 +7,10 @@ content goes to the person's 1:1 chat (proactively) and only a short notice stay
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
-from botbuilder.schema import ChannelAccount, ConversationParameters
+from botbuilder.schema import Attachment, ChannelAccount, ConversationParameters
 from botframework.connector.models import ErrorResponseException
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
@@ -21,7 +22,27 @@ log = logging.getLogger(__name__)
 
 
 async def send_card_privately(context: TurnContext, card: Card, *, bot_app_id: str) -> bool:
-    """Open (or reuse) the sender's 1:1 chat and post the card there.
+    """Open (or reuse) the sender's 1:1 chat and post the Adaptive Card there.
+
+    Returns:
+        False when Teams refuses, typically because the app is not installed for that person.
+    """
+
+    async def build(private_context: TurnContext) -> Attachment:
+        return CardFactory.adaptive_card(card)
+
+    return await send_attachment_privately(context, build, bot_app_id=bot_app_id)
+
+
+async def send_attachment_privately(
+    context: TurnContext,
+    build: Callable[[TurnContext], Awaitable[Attachment]],
+    *,
+    bot_app_id: str,
+) -> bool:
+    """Open (or reuse) the sender's 1:1 chat and post what `build` makes for that chat.
+
+    `build` gets the private chat's turn context, so what it makes can refer to that chat.
 
     Returns:
         False when Teams refuses, typically because the app is not installed for that person.
@@ -38,9 +59,7 @@ async def send_card_privately(context: TurnContext, card: Card, *, bot_app_id: s
     )
 
     async def post(private_context: TurnContext) -> None:
-        await private_context.send_activity(
-            MessageFactory.attachment(CardFactory.adaptive_card(card))
-        )
+        await private_context.send_activity(MessageFactory.attachment(await build(private_context)))
 
     try:
         await context.adapter.create_conversation(

@@ -14,10 +14,13 @@ from cards.verbs import (
     DISCONNECT,
     PAGE,
     PAGE_KEY,
+    RECONNECT,
 )
 from connections.service import ConnectionView
 
 PAGE_SIZE = 10
+# Statuses whose connection can be signed in again from the list.
+RECONNECTABLE = frozenset({"disconnected", "needs_reauth"})
 
 
 def page_count(total: int) -> int:
@@ -87,6 +90,8 @@ def connections_picklist(
         execute("Disconnect", DISCONNECT, {PAGE_KEY: page}),
         execute("Delete", DELETE, {PAGE_KEY: page}, style="destructive"),
     ]
+    if any(view.status in RECONNECTABLE for view in shown):
+        actions.insert(0, execute("Reconnect", RECONNECT, {PAGE_KEY: page}, style="positive"))
     if page > 0:
         actions.append(execute("Previous", PAGE, {PAGE_KEY: page - 1}, with_inputs=False))
     if first + PAGE_SIZE < len(views):

@@ -14,6 +14,7 @@ DISCONNECT = "disconnect"
 DELETE = "delete"
 CONFIRM_DELETE = "confirm_delete"
 CANCEL_DELETE = "cancel_delete"
+RECONNECT = "reconnect"
 
 # Input and data keys shared by the cards and the handlers.
 CONNECTION_INPUT = "connection_id"

@@ -5,6 +5,7 @@ Results are plain data (`ConnectionView`, `Outcome`) that the card builders turn
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,10 +34,12 @@ class ConnectionView:
         return messages.STATUS_LABELS.get(self.status, self.status)
 
     @classmethod
-    def of(cls, connection: Connection) -> ConnectionView:
+    def of(
+        cls, connection: Connection, names: Callable[[str], str] = display_name
+    ) -> ConnectionView:
         return cls(
             id=connection.id,
-            app_name=display_name(connection.provider),
+            app_name=names(connection.provider),
             account=connection.account_label,
             status=connection.status.value,
         )
@@ -60,22 +63,26 @@ class Outcome:
 class ConnectionsService:
     connections: ConnectionStore
     audit: AuditLog
+    names: Callable[[str], str] = display_name
 
     async def list_views(self, owner: Owner) -> list[ConnectionView]:
         """The person's runtime connections as card data."""
-        return [ConnectionView.of(c) for c in await self.connections.list_for_owner(owner=owner)]
+        return [
+            ConnectionView.of(c, self.names)
+            for c in await self.connections.list_for_owner(owner=owner)
+        ]
 
     async def view(self, owner: Owner, connection_id: str) -> ConnectionView | None:
         """One of the person's own connections, or None when it isn't theirs or doesn't exist."""
         connection = await self.connections.get_for_owner(connection_id=connection_id, owner=owner)
-        return ConnectionView.of(connection) if connection else None
+        return ConnectionView.of(connection, self.names) if connection else None
 
     async def disconnect(self, owner: Owner, connection_id: str) -> Outcome:
         """Sign the person out of one connection, keeping the record as Disconnected."""
         connection = await self.connections.get_for_owner(connection_id=connection_id, owner=owner)
         if connection is None:
             return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
-        label = ConnectionView.of(connection).label
+        label = ConnectionView.of(connection, self.names).label
         change = await self.connections.disconnect_for_owner(
             connection_id=connection_id, owner=owner
         )
@@ -96,4 +103,6 @@ class ConnectionsService:
         await self.audit.record(
             actor=Actor.person(owner), action=CONNECTION_DELETED, connection=deleted
         )
-        return Outcome(Result.DONE, messages.DELETED.format(label=ConnectionView.of(deleted).label))
+        return Outcome(
+            Result.DONE, messages.DELETED.format(label=ConnectionView.of(deleted, self.names).label)
+        )

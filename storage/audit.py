@@ -23,6 +23,8 @@ Document = dict[str, Any]
 CONNECTION_CREATED = "connection.created"
 CONNECTION_DISCONNECTED = "connection.disconnected"
 CONNECTION_DELETED = "connection.deleted"
+CONNECTION_RECONNECTED = "connection.reconnected"
+CONNECTION_ACCOUNT_CHANGED = "connection.account_changed"
 
 
 class AuditLog:

@@ -194,6 +194,66 @@ class ConnectionStore:
             document["parent_id"] = parent_id
         return document
 
+    async def upsert_runtime(
+        self,
+        *,
+        parent_id: str,
+        owner: Owner,
+        account: ProviderAccount,
+        tokens: EncryptedTokens,
+        scopes: list[str],
+        api_base_url: str | None,
+    ) -> tuple[Connection, Connection | None]:
+        """Write a verified sign-in: update the person's connection for that parent, or create it.
+
+        Returns:
+            The stored connection, and the record as it was before (None when created).
+        """
+        parent = await self.get(parent_id)
+        if parent is None or parent.kind is not ConnectionKind.PARENT:
+            raise ParentNotFound(parent_id)
+        scope = {
+            "parent_id": ObjectId(parent_id),
+            "kind": ConnectionKind.RUNTIME.value,
+            **_owner_filter(owner),
+        }
+        changes = {
+            "account": account.model_dump(),
+            "tokens": tokens.model_dump(),
+            "scopes": scopes,
+            "api_base_url": api_base_url or parent.api_base_url,
+            "status": ConnectionStatus.CONNECTED.value,
+            "refresh_lease_until": None,
+            "owner.name": owner.name,
+            "owner.teams_user_id": owner.teams_user_id,
+            "updated_at": datetime.now(UTC),
+        }
+        # Two attempts: a concurrent create for the same person and parent loses to the unique
+        # index, and then the update finds the winner's record.
+        for _ in range(2):
+            previous = await self._connections.find_one(scope)
+            if previous is not None:
+                await self._connections.update_one(
+                    {"_id": previous["_id"]}, {"$set": changes, "$inc": {"version": 1}}
+                )
+                current = await self._connections.find_one({"_id": previous["_id"]})
+                if current is not None:
+                    return Connection.from_document(current), Connection.from_document(previous)
+                continue  # deleted meanwhile: create it afresh
+            try:
+                created = await self.create_runtime(
+                    parent_id=parent_id,
+                    owner=owner,
+                    account=account,
+                    scopes=scopes,
+                    api_base_url=api_base_url,
+                    tokens=tokens,
+                )
+            except ConnectionExists:
+                continue
+            return created, None
+        raise ConnectionExists(parent_id)
+
     async def get(self, connection_id: str) -> Connection | None:
         object_id = _object_id(connection_id)
         if object_id is None:

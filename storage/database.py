@@ -22,6 +22,7 @@ import messages
 from storage.audit import AuditLog
 from storage.connections import ConnectionStore
 from storage.embedded import MEMORY, EmbeddedMongo, StoreUnavailable
+from storage.login_states import LoginStateStore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Database:
     db: AsyncDatabase[Document]
     connections: ConnectionStore
     audit: AuditLog
+    login_states: LoginStateStore
     description: str
 
     async def ping(self) -> bool:
@@ -57,6 +59,7 @@ async def ensure_indexes(database: Database) -> None:
     """Create every collection's indexes; safe to run at every start and from every process."""
     await database.connections.ensure_indexes()
     await database.audit.ensure_indexes()
+    await database.login_states.ensure_indexes()
 
 
 @asynccontextmanager
@@ -98,6 +101,7 @@ async def open_database(
             db=db,
             connections=ConnectionStore(db["connections"]),
             audit=AuditLog(db["audit_events"]),
+            login_states=LoginStateStore(db["login_states"]),
             description=description,
         )
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography.fernet import Fernet
 from pydantic import AliasChoices
 
 from app import DATABASE_KEY, create_app
@@ -23,6 +24,9 @@ from settings import Settings, load_settings
 from storage.database import Database, open_database
 from storage.embedded import MEMORY, EmbeddedMongo
 from tests.support.connector import ConnectorServer
+
+# One encryption key for the bots the tests start (production-like: no generated key file).
+TEST_TOKEN_KEY = Fernet.generate_key().decode()
 
 # Read before any test isolates the environment.
 EXTERNAL_MONGODB_URI = os.environ.get("MONGODB_URI") or None
@@ -83,6 +87,7 @@ def make_settings(mongodb_uri: str) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "mongodb_uri": mongodb_uri,
             "database_name": unique_database_name(),
+            "token_encryption_keys": TEST_TOKEN_KEY,
         }
         values.update(overrides)
         return load_settings(_env_file=None, **values)

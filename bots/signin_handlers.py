@@ -1,0 +1,166 @@
+"""Sign-in in Teams: sending Login cards, the Reconnect button, and verifying the code.
+
+`LoginCards.send` is what the recipe runner calls ("this person, this parent connection, this
+run to resume"): the Login card always goes to the person's 1:1 chat, with a notice in the
+channel when the request came from one. Verification arrives as Teams' `signin/verifyState`
+invoke or as the 6-digit code typed in the 1:1 chat.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botbuilder.core import MessageFactory, TurnContext
+from botbuilder.schema import Attachment
+
+import messages
+from bots.private_chat import send_attachment_privately
+from bots.router import Router
+from bots.turn import Turn
+from cards import verbs
+from cards.connections import RECONNECTABLE, connections_picklist
+from cards.signin import login_card
+from connections.service import ConnectionsService, ConnectionView
+from oauth.signin import (
+    SignInService,
+    Verification,
+    VerifyResult,
+    looks_like_code,
+)
+from storage.models import Connection, ConnectionKind, Owner
+
+log = logging.getLogger(__name__)
+
+VERIFY_STATE_INVOKE = "signin/verifyState"
+
+
+def _attachment(card: dict[str, Any]) -> Attachment:
+    return Attachment(content_type=card["contentType"], content=card["content"])
+
+
+@dataclass(frozen=True)
+class LoginCards:
+    signin: SignInService
+    bot_app_id: str
+
+    async def send(
+        self, context: TurnContext, *, owner: Owner, parent: Connection, run_id: str | None = None
+    ) -> bool:
+        """Send `owner` a Login card for `parent`'s app in their 1:1 chat.
+
+        Returns:
+            False when the 1:1 chat could not be reached (the channel is told how to fix it).
+        """
+        provider = self.signin.provider_for(parent)
+        app_name = provider.name if provider else parent.provider
+        personal = Turn.of(context).personal
+        if personal:
+            conversation = TurnContext.get_conversation_reference(context.activity).serialize()
+            url = await self.signin.start(
+                owner=owner, parent=parent, conversation=conversation, run_id=run_id
+            )
+            await context.send_activity(
+                MessageFactory.attachment(_attachment(login_card(app_name=app_name, start_url=url)))
+            )
+            return True
+
+        async def build(private: TurnContext) -> Attachment:
+            conversation = TurnContext.get_conversation_reference(private.activity).serialize()
+            url = await self.signin.start(
+                owner=owner, parent=parent, conversation=conversation, run_id=run_id
+            )
+            return _attachment(login_card(app_name=app_name, start_url=url))
+
+        sent = await send_attachment_privately(context, build, bot_app_id=self.bot_app_id)
+        name = (context.activity.from_property.name or "").strip() or "Hi"
+        notice = (
+            messages.LOGIN_CARD_SENT_PRIVATELY.format(name=name, app=app_name)
+            if sent
+            else messages.PRIVATE_CHAT_UNAVAILABLE.format(name=name)
+        )
+        await context.send_activity(notice)
+        return sent
+
+
+@dataclass(frozen=True)
+class SignInHandlers:
+    signin: SignInService
+    login_cards: LoginCards
+    connections: ConnectionsService
+
+    def register(self, router: Router) -> None:
+        router.verb(verbs.RECONNECT, self.reconnect)
+        router.invoke(VERIFY_STATE_INVOKE, self.verify_state)
+        router.text(self.typed_code)
+
+    async def reconnect(self, turn: Turn, data: dict[str, Any]) -> dict[str, Any] | str:
+        if not turn.personal:
+            return messages.PRIVATE_CHAT_ONLY
+        page = data.get(verbs.PAGE_KEY, 0)
+        page = page if isinstance(page, int) and not isinstance(page, bool) else 0
+        chosen = data.get(verbs.CONNECTION_INPUT)
+        views = await self.connections.list_views(turn.owner)
+        if not isinstance(chosen, str) or not chosen:
+            return connections_picklist(views, page=page, problem=messages.CHOOSE_A_CONNECTION)
+        connection = await self.connections.connections.get_for_owner(
+            connection_id=chosen, owner=turn.owner
+        )
+        if connection is None:
+            return connections_picklist(views, page=page, problem=messages.CONNECTION_NOT_FOUND)
+        label = ConnectionView.of(connection).label
+        if connection.status.value not in RECONNECTABLE:
+            return connections_picklist(
+                views, page=page, result=messages.RECONNECT_NOT_NEEDED.format(label=label)
+            )
+        parent = (
+            await self.connections.connections.get(connection.parent_id)
+            if connection.parent_id
+            else None
+        )
+        if (
+            parent is None
+            or parent.kind is not ConnectionKind.PARENT
+            or self.signin.provider_for(parent) is None
+        ):
+            return connections_picklist(
+                views, page=page, problem=messages.RECONNECT_NOT_POSSIBLE.format(label=label)
+            )
+        await self.login_cards.send(turn.context, owner=turn.owner, parent=parent)
+        app_name = ConnectionView.of(connection).app_name
+        return connections_picklist(
+            views, page=page, result=messages.RECONNECT_SENT.format(app=app_name)
+        )
+
+    async def verify_state(self, turn: Turn, value: Any) -> None:
+        state = value.get("state") if isinstance(value, dict) else None
+        if not isinstance(state, str):
+            return
+        result = await self.signin.verify(owner=turn.owner, code=state.strip())
+        await self._tell(turn, result)
+
+    async def typed_code(self, turn: Turn, text: str) -> bool:
+        if not turn.personal or not looks_like_code(text):
+            return False
+        result = await self.signin.verify(owner=turn.owner, code=text)
+        if result.outcome is Verification.NOTHING_PENDING:
+            return False
+        await self._tell(turn, result)
+        return True
+
+    async def _tell(self, turn: Turn, result: VerifyResult) -> None:
+        if result.outcome is Verification.CONNECTED and result.connection is not None:
+            account = result.connection.account_label
+            await turn.send_text(
+                messages.SIGNIN_CONNECTED.format(app=result.app_name, account=account)
+            )
+        elif result.outcome is Verification.ALREADY_USED and result.login is not None:
+            account = result.login.account.display_name if result.login.account else ""
+            await turn.send_text(
+                messages.SIGNIN_ALREADY_USED.format(app=result.app_name, account=account)
+            )
+        elif result.outcome is Verification.WRONG_CODE:
+            await turn.send_text(messages.SIGNIN_WRONG_CODE)
+        elif result.outcome is Verification.CANCELLED:
+            await turn.send_text(messages.SIGNIN_CANCELLED)

@@ -1,0 +1,325 @@
+"""Verified runtime sign-in: from a Login card to a runtime user connection that is provably
+the person's own.
+
+1. `start` stores a pending sign-in bound to the person and conversation and returns the URL of
+   the Login card's button (`/auth/start?state=…`).
+2. `authorize_redirect` (GET /auth/start) sends the browser to the provider, with PKCE.
+3. `complete_callback` (GET /auth/callback) consumes the state once, exchanges the code, reads
+   the account and keeps the encrypted tokens on the sign-in record with a fresh 6-digit code.
+   No connection is written yet.
+4. `verify` (Teams' `signin/verifyState`, or the code typed in the chat) matches the code for
+   the person who sends it; only then is the runtime connection written. A link forwarded to
+   someone else therefore cannot attach their account to the first person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+import messages
+from oauth.client import (
+    OAuthRejected,
+    ProviderUnavailable,
+    api_base_url,
+    authorization_url,
+    exchange_code,
+    fetch_account,
+    new_code_verifier,
+)
+from oauth.providers import Provider, ProviderRegistry
+from storage.audit import (
+    CONNECTION_ACCOUNT_CHANGED,
+    CONNECTION_CREATED,
+    CONNECTION_RECONNECTED,
+    AuditLog,
+)
+from storage.connections import ConnectionStore
+from storage.crypto import TokenCipher
+from storage.login_states import LoginState, LoginStateStore
+from storage.models import Actor, Connection, ConnectionKind, Owner
+
+log = logging.getLogger(__name__)
+
+CODE_DIGITS = 6
+CANCELLED_BY_USER = "CancelledByUser"
+
+
+def hash_state(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def hash_code(owner: Owner, code: str) -> str:
+    """The stored form of a verification code, bound to the person it was made for."""
+    material = f"{owner.tenant_id}\x1f{owner.aad_object_id}\x1f{code}".encode()
+    return hashlib.sha256(material).hexdigest()
+
+
+def new_verification_code() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def looks_like_code(text: str) -> bool:
+    return len(text) == CODE_DIGITS and text.isdigit()
+
+
+class CallbackFailure(StrEnum):
+    """Why a callback wrote nothing; each reason has its HTTP status and page text."""
+
+    INVALID_STATE = "invalid_state"
+    EXPIRED_STATE = "expired_state"
+    MISSING_CODE = "missing_code"
+    INVALID_CODE = "invalid_code"
+    ACCESS_DENIED = "access_denied"
+    PROVIDER_ERROR = "provider_error"
+    STORAGE_ERROR = "storage_error"
+
+    @property
+    def status(self) -> int:
+        return _FAILURE_STATUS[self]
+
+    @property
+    def message(self) -> str:
+        return messages.SIGNIN_FAILURES[self.value]
+
+
+_FAILURE_STATUS = {
+    CallbackFailure.INVALID_STATE: 400,
+    CallbackFailure.EXPIRED_STATE: 410,
+    CallbackFailure.MISSING_CODE: 400,
+    CallbackFailure.INVALID_CODE: 400,
+    CallbackFailure.ACCESS_DENIED: 403,
+    CallbackFailure.PROVIDER_ERROR: 502,
+    CallbackFailure.STORAGE_ERROR: 503,
+}
+
+
+class SignInError(Exception):
+    def __init__(self, failure: CallbackFailure) -> None:
+        super().__init__(failure.value)
+        self.failure = failure
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    code: str
+    app_name: str
+
+
+class Verification(StrEnum):
+    CONNECTED = "connected"  # a new or updated runtime connection
+    ALREADY_USED = "already_used"  # a code that was verified before: nothing changes
+    WRONG_CODE = "wrong_code"  # pending sign-ins were discarded
+    CANCELLED = "cancelled"  # the person cancelled: pending sign-ins were discarded
+    NOTHING_PENDING = "nothing_pending"  # not a sign-in code for this person
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    outcome: Verification
+    connection: Connection | None = None
+    login: LoginState | None = None
+    app_name: str = ""
+
+
+@dataclass(frozen=True)
+class SignInService:
+    """Starts, completes and verifies runtime sign-ins."""
+
+    providers: ProviderRegistry
+    connections: ConnectionStore
+    login_states: LoginStateStore
+    audit: AuditLog
+    cipher: TokenCipher
+    public_base_url: str
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_base_url}/auth/callback"
+
+    def provider_for(self, parent: Connection) -> Provider | None:
+        return self.providers.get(parent.provider)
+
+    async def start(
+        self,
+        *,
+        owner: Owner,
+        parent: Connection,
+        conversation: dict[str, Any],
+        run_id: str | None = None,
+    ) -> str:
+        """Store a pending sign-in for this person and parent; returns the Login button's URL.
+
+        Args:
+            owner: the person who must sign in (the only one who can complete it).
+            parent: the parent connection the runtime connection will belong to.
+            conversation: the serialized conversation reference to answer in.
+            run_id: the recipe run to resume afterwards, if any.
+        """
+        if parent.kind is not ConnectionKind.PARENT:
+            raise ValueError("sign-in needs a parent connection")
+        state = secrets.token_urlsafe(32)
+        await self.login_states.create(
+            state_hash=hash_state(state),
+            owner=owner,
+            conversation=conversation,
+            parent_id=parent.id,
+            provider=parent.provider,
+            verifier=self.cipher.seal_text(new_code_verifier()),
+            run_id=run_id,
+        )
+        return f"{self.public_base_url}/auth/start?state={state}"
+
+    async def authorize_redirect(self, state: str | None) -> str:
+        """The provider URL to send the browser to, for a live `started` sign-in."""
+        login = await self._live_login(state)
+        if login.step.value != "started":
+            raise SignInError(CallbackFailure.INVALID_STATE)
+        provider = self.providers.get(login.provider)
+        if provider is None or login.verifier is None:
+            raise SignInError(CallbackFailure.PROVIDER_ERROR)
+        verifier = self.cipher.open_text(login.verifier) if provider.pkce else None
+        assert state is not None
+        return authorization_url(
+            provider, redirect_uri=self.redirect_uri, state=state, code_verifier=verifier
+        )
+
+    async def _live_login(self, state: str | None) -> LoginState:
+        if not state or len(state) > 200:
+            raise SignInError(CallbackFailure.INVALID_STATE)
+        try:
+            login = await self.login_states.find_by_state(hash_state(state))
+        except PyMongoError:
+            raise SignInError(CallbackFailure.STORAGE_ERROR) from None
+        if login is None:
+            raise SignInError(CallbackFailure.INVALID_STATE)
+        if login.expires_at <= datetime.now(UTC):
+            raise SignInError(CallbackFailure.EXPIRED_STATE)
+        return login
+
+    async def complete_callback(
+        self, *, state: str | None, code: str | None, error: str | None
+    ) -> CallbackResult:
+        """The OAuth callback as a straight line of guard clauses.
+
+        Raises:
+            SignInError: with the named reason; nothing is stored in that case.
+        """
+        await self._live_login(state)
+        assert state is not None
+        try:
+            login = await self.login_states.claim_for_callback(hash_state(state))
+        except PyMongoError:
+            raise SignInError(CallbackFailure.STORAGE_ERROR) from None
+        if login is None:  # used before, or expired a moment ago
+            raise SignInError(CallbackFailure.INVALID_STATE)
+        provider = self.providers.get(login.provider)
+        if provider is None or login.verifier is None:
+            await self.login_states.fail(login.id)
+            raise SignInError(CallbackFailure.PROVIDER_ERROR)
+        if error:
+            await self.login_states.fail(login.id)
+            if error == "access_denied":
+                raise SignInError(CallbackFailure.ACCESS_DENIED)
+            raise SignInError(CallbackFailure.PROVIDER_ERROR)
+        if not code:
+            await self.login_states.fail(login.id)
+            raise SignInError(CallbackFailure.MISSING_CODE)
+
+        verifier = self.cipher.open_text(login.verifier)
+        try:
+            tokens = await exchange_code(
+                provider, code=code, redirect_uri=self.redirect_uri, code_verifier=verifier
+            )
+            account = await fetch_account(provider, tokens)
+        except OAuthRejected as rejected:
+            await self.login_states.fail(login.id)
+            log.info(messages.LOG_SIGNIN_REJECTED, provider.key, rejected.error)
+            raise SignInError(CallbackFailure.INVALID_CODE) from None
+        except ProviderUnavailable as unavailable:
+            await self.login_states.fail(login.id)
+            log.warning(messages.LOG_PROVIDER_UNAVAILABLE, provider.key, unavailable)
+            raise SignInError(CallbackFailure.PROVIDER_ERROR) from None
+
+        verification_code = new_verification_code()
+        try:
+            attached = await self.login_states.attach_result(
+                login_id=login.id,
+                tokens=self.cipher.seal(tokens.as_record()),
+                account=account,
+                api_base_url=api_base_url(provider, tokens),
+                scopes=tokens.scopes,
+                code_hash=hash_code(login.owner, verification_code),
+            )
+        except PyMongoError:
+            attached = False
+        if not attached:
+            raise SignInError(CallbackFailure.STORAGE_ERROR)
+        return CallbackResult(code=verification_code, app_name=provider.name)
+
+    async def verify(self, *, owner: Owner, code: str) -> VerifyResult:
+        """Match a verification code sent by `owner`; write the connection on success."""
+        if code == CANCELLED_BY_USER:
+            discarded = await self.login_states.discard_pending(owner=owner)
+            return VerifyResult(
+                Verification.CANCELLED if discarded else Verification.NOTHING_PENDING
+            )
+        login = None
+        if looks_like_code(code):
+            login = await self.login_states.find_by_code(
+                owner=owner, code_hash=hash_code(owner, code)
+            )
+        if login is None:
+            if not await self.login_states.pending_for(owner):
+                return VerifyResult(Verification.NOTHING_PENDING)
+            await self.login_states.discard_pending(owner=owner)
+            return VerifyResult(Verification.WRONG_CODE)
+        app_name = self.providers.display_name(login.provider)
+        if login.step.value == "done" or login.tokens is None or login.account is None:
+            return VerifyResult(Verification.ALREADY_USED, login=login, app_name=app_name)
+        if not await self.login_states.complete(login.id):
+            return VerifyResult(Verification.ALREADY_USED, login=login, app_name=app_name)
+        connection = await self._store_connection(owner, login)
+        return VerifyResult(
+            Verification.CONNECTED, connection=connection, login=login, app_name=app_name
+        )
+
+    async def _store_connection(self, owner: Owner, login: LoginState) -> Connection:
+        assert login.tokens is not None and login.account is not None
+        # The record keeps the names Teams sent with this activity (they may have changed).
+        person = owner.model_copy(
+            update={"teams_user_id": owner.teams_user_id or login.owner.teams_user_id}
+        )
+        connection, previous = await self.connections.upsert_runtime(
+            parent_id=login.parent_id,
+            owner=person,
+            account=login.account,
+            tokens=login.tokens,
+            scopes=login.scopes,
+            api_base_url=login.api_base_url,
+        )
+        actor = Actor.person(owner)
+        if previous is None:
+            await self.audit.record(actor=actor, action=CONNECTION_CREATED, connection=connection)
+        else:
+            await self.audit.record(
+                actor=actor, action=CONNECTION_RECONNECTED, connection=connection
+            )
+            if previous.account and previous.account.id != login.account.id:
+                await self.audit.record(
+                    actor=actor,
+                    action=CONNECTION_ACCOUNT_CHANGED,
+                    connection=connection,
+                    details={
+                        "from": previous.account.display_name,
+                        "to": login.account.display_name,
+                    },
+                )
+        return connection
