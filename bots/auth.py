@@ -154,7 +154,9 @@ class TeamsBotAuthentication(BotFrameworkAuthentication):
         if not self._auth_enabled:
             # Local use: the SDK grants anonymous claims to a request without a header. A header
             # is ignored rather than validated, since that would fetch keys from the internet.
-            return await self._inner.authenticate_request(activity, "")
+            anonymous = await self._inner.authenticate_request(activity, "")
+            anonymous.connector_factory = self.create_connector_factory(anonymous.claims_identity)
+            return anonymous
         claims = await self.validate_channel_token(activity, auth_header)
         identity = ClaimsIdentity(claims, True)
         result = AuthenticateRequestResult()
