@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.fernet import Fernet
 from pydantic import AliasChoices
 
-from app import DATABASE_KEY, create_app
+from app import DATABASE_KEY, PathOnlyAccessLogger, create_app
 from settings import Settings, load_settings
 from storage.database import Database, open_database
 from storage.embedded import MEMORY, EmbeddedMongo
@@ -132,9 +132,12 @@ async def start_bot(
 ) -> AsyncIterator[StartBot]:
     async with AsyncExitStack() as stack:
 
-        async def start(**overrides: Any) -> RunningBot:
+        async def start(*, port: int | None = None, **overrides: Any) -> RunningBot:
             settings = make_settings(**overrides)
-            client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+            server = TestServer(create_app(settings), host="127.0.0.1", port=port)
+            # The product's access logger, as `python app.py` uses it (no query strings).
+            await server.start_server(access_log_class=PathOnlyAccessLogger)
+            client = TestClient(server)
             await client.start_server()
             stack.push_async_callback(client.close)
             return RunningBot(client=client, settings=settings, connector=connector)

@@ -1,0 +1,428 @@
+"""Verified runtime sign-in over real HTTP against the sandbox OAuth2 provider.
+
+Login card → /auth/start → consent at the sandbox → /auth/callback → /auth/done (code) →
+`signin/verifyState` or the typed code → a runtime connection that is provably the person's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+
+import messages
+from app import SIGNIN_KEY
+from cards import verbs
+from oauth.signin import hash_state
+from storage.models import Connection, ConnectionStatus, ProviderAccount
+from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot
+from tests.support import activities
+from tests.support.activities import JANE, OMAR, Person
+from tests.support.data import ADMIN, owner
+from tests.support.sandbox import RunningSandbox, authorize, run_sandbox, sandbox_config
+
+SECRET = "sandbox-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class World:
+    bot: RunningBot
+    sandbox: RunningSandbox
+    parent: Connection
+    session: aiohttp.ClientSession
+    base_url: str
+
+    async def login_card_url(self, person: Person = JANE) -> str:
+        """Reconnect a disconnected connection and return the Login card's button URL."""
+        self.bot.connector.clear()
+        existing = await self.bot.database.connections.list_for_owner(owner=owner(person))
+        if existing:
+            connection_id = existing[0].id
+        else:
+            created = await self.bot.database.connections.create_runtime(
+                parent_id=self.parent.id,
+                owner=owner(person),
+                account=ProviderAccount(id="old", display_name="old@sandbox.example"),
+                status=ConnectionStatus.DISCONNECTED,
+            )
+            connection_id = created.id
+        status, body = await self.bot.post(
+            activities.card_action(
+                person, self.bot.service_url, verbs.RECONNECT, {"connection_id": connection_id}
+            )
+        )
+        assert status == 200, body
+        [sent] = [s for s in self.bot.connector.sent if s.activity.get("attachments")]
+        [attachment] = sent.activity["attachments"]
+        assert attachment["contentType"] == "application/vnd.microsoft.card.signin"
+        [button] = attachment["content"]["buttons"]
+        assert button["type"] == "signin"
+        assert attachment["content"]["text"] == "Sign in to Sandbox to continue"
+        return str(button["value"])
+
+    async def start(self, url: str) -> str:
+        """GET /auth/start; returns the provider URL it redirects to."""
+        async with self.session.get(url, allow_redirects=False) as response:
+            assert response.status == 302, await response.text()
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+            return response.headers["Location"]
+
+    async def callback(self, location: str) -> aiohttp.ClientResponse:
+        async with self.session.get(location, allow_redirects=False) as response:
+            await response.read()
+            return response
+
+    async def sign_in(self, person: Person = JANE, *, user: str = "jane") -> str:
+        """The whole browser part; returns the verification code the done page shows."""
+        provider_url = await self.start(await self.login_card_url(person))
+        callback = await authorize(self.session, provider_url, user=user)
+        response = await self.callback(callback)
+        assert response.status == 303
+        assert response.headers["Location"] == "/auth/done"
+        return await self.done_code()
+
+    async def done_code(self) -> str:
+        async with self.session.get(f"{self.base_url}/auth/done") as response:
+            assert response.status == 200
+            page = await response.text()
+        match = re.search(r'id="code">(\d{6})<', page)
+        assert match, page
+        return match.group(1)
+
+    async def verify(self, person: Person, code: str) -> list[str]:
+        self.bot.connector.clear()
+        status, _ = await self.bot.post(
+            activities.invoke(person, self.bot.service_url, "signin/verifyState", {"state": code})
+        )
+        assert status == 200
+        return [sent.text for sent in self.bot.connector.sent]
+
+    async def type_code(self, person: Person, code: str) -> list[str]:
+        self.bot.connector.clear()
+        await self.bot.post(activities.message(person, self.bot.service_url, code))
+        return [sent.text for sent in self.bot.connector.sent]
+
+    async def runtime_of(self, person: Person) -> Connection | None:
+        found = await self.bot.database.connections.list_for_owner(owner=owner(person))
+        return found[0] if found else None
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RunningSandbox]:
+    port_holder: dict[str, int] = {}
+    port_holder["bot"] = free_port()
+    redirect = f"http://127.0.0.1:{port_holder['bot']}/auth/callback"
+    from sandbox import SandboxClient
+
+    config = sandbox_config(
+        clients=(SandboxClient("sandbox-client", SECRET, redirect_uris=(redirect,)),)
+    )
+    with run_sandbox(config) as running:
+        running.bot_port = port_holder["bot"]  # type: ignore[attr-defined]
+        yield running
+
+
+@pytest.fixture
+async def world(
+    start_bot: StartBot,
+    sandbox: RunningSandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[World]:
+    port: int = sandbox.bot_port  # type: ignore[attr-defined]
+    apps = tmp_path / "apps.toml"
+    apps.write_text(
+        "[apps.sandbox]\n"
+        'preset = "sandbox"\n'
+        f'base_url = "{sandbox.base_url}"\n'
+        'client_id = "sandbox-client"\n'
+        'client_secret_env = "SANDBOX_CLIENT_SECRET"\n'
+    )
+    monkeypatch.setenv("SANDBOX_CLIENT_SECRET", SECRET)
+    base_url = f"http://127.0.0.1:{port}"
+    bot = await start_bot(port=port, apps_file=str(apps), public_base_url=base_url)
+    parent = await bot.database.connections.create_parent(
+        provider="sandbox",
+        owner=ADMIN,
+        account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),
+    )
+    # unsafe=True: keep cookies from an IP-address host (the bot on 127.0.0.1), as browsers do.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield World(bot, sandbox, parent, session, base_url)
+
+
+async def test_full_flow_with_verify_state(world: World) -> None:
+    """Login card → start → consent → callback → code → verifyState → Connected, tokens sealed."""
+    code = await world.sign_in(JANE, user="jane")
+    replies = await world.verify(JANE, code)
+
+    assert replies == ["Your Sandbox account jane@sandbox.example is connected."]
+    connection = await world.runtime_of(JANE)
+    assert connection is not None
+    assert connection.status is ConnectionStatus.CONNECTED
+    assert connection.account is not None and connection.account.display_name == (
+        "jane@sandbox.example"
+    )
+    assert connection.parent_id == world.parent.id
+    assert connection.tokens is not None
+    assert world.sandbox.stats()["token.authorization_code"] == 1
+    assert world.sandbox.stats()["userinfo"] == 1
+
+
+async def test_full_flow_with_typed_code(world: World) -> None:
+    """The 6-digit code typed in the 1:1 chat completes the sign-in just the same."""
+    code = await world.sign_in(JANE, user="jane")
+    replies = await world.type_code(JANE, code)
+    assert replies == ["Your Sandbox account jane@sandbox.example is connected."]
+    connection = await world.runtime_of(JANE)
+    assert connection is not None and connection.status is ConnectionStatus.CONNECTED
+
+
+async def test_authorize_redirect_uses_pkce_and_the_configured_provider(world: World) -> None:
+    """/auth/start redirects only to the configured authorize URL, with state and PKCE S256."""
+    provider_url = await world.start(await world.login_card_url(JANE))
+    parts = urlsplit(provider_url)
+    query = parse_qs(parts.query)
+    assert provider_url.startswith(f"{world.sandbox.base_url}/oauth/authorize?")
+    assert query["code_challenge_method"] == ["S256"]
+    assert len(query["code_challenge"][0]) == 43
+    assert query["redirect_uri"] == [f"{world.base_url}/auth/callback"]
+    assert query["client_id"] == ["sandbox-client"]
+    assert len(query["state"][0]) >= 32
+
+
+async def test_used_code_repeated_changes_nothing(world: World) -> None:
+    """verifyState twice and the code typed too: one connection, one audit, a calm answer."""
+    code = await world.sign_in(JANE, user="jane")
+    await world.verify(JANE, code)
+    again = await world.verify(JANE, code)
+    typed = await world.type_code(JANE, code)
+
+    assert again == [
+        messages.SIGNIN_ALREADY_USED.format(app="Sandbox", account="jane@sandbox.example")
+    ]
+    assert typed == again
+    connection = await world.runtime_of(JANE)
+    assert connection is not None
+    events = await world.bot.database.audit.for_connection(connection.id)
+    assert [e.action for e in events].count("connection.reconnected") == 1
+
+
+async def test_cancelled_by_user(world: World) -> None:
+    """`CancelledByUser` discards the pending sign-in; nothing is connected."""
+    await world.start(await world.login_card_url(JANE))
+    replies = await world.verify(JANE, "CancelledByUser")
+    assert replies == [messages.SIGNIN_CANCELLED]
+    assert await world.bot.database.login_states.pending_for(owner(JANE)) == []
+    connection = await world.runtime_of(JANE)
+    assert connection is not None and connection.status is ConnectionStatus.DISCONNECTED
+
+
+async def test_access_denied_writes_nothing(world: World) -> None:
+    """Deny at the provider: a clear page with reason access_denied, no tokens anywhere."""
+    provider_url = await world.start(await world.login_card_url(JANE))
+    callback = await authorize(world.session, provider_url, decision="deny")
+    response = await world.callback(callback)
+    assert response.status == 403
+    async with world.session.get(callback, allow_redirects=False) as again:
+        page = await again.text()
+    assert "invalid_state" in page  # the state was used up by the first callback
+    assert world.sandbox.stats().get("token.authorization_code", 0) == 0
+    raw = await world.bot.database.db["login_states"].find_one({})
+    assert raw is not None and raw["step"] == "failed" and raw.get("tokens") is None
+
+
+async def test_expired_state_is_refused(world: World) -> None:
+    """A state older than ten minutes is refused with expired_state; no code is exchanged."""
+    provider_url = await world.start(await world.login_card_url(JANE))
+    callback = await authorize(world.session, provider_url, user="jane")
+    await world.bot.database.db["login_states"].update_many(
+        {}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}}
+    )
+    response = await world.callback(callback)
+    assert response.status == 410
+    assert world.sandbox.stats().get("token.authorization_code", 0) == 0
+
+
+async def test_replayed_state_is_refused(world: World) -> None:
+    """The callback URL used twice: the second time is invalid_state, nothing exchanged again."""
+    provider_url = await world.start(await world.login_card_url(JANE))
+    callback = await authorize(world.session, provider_url, user="jane")
+    first = await world.callback(callback)
+    second = await world.callback(callback)
+    assert first.status == 303
+    assert second.status == 400
+    assert world.sandbox.stats()["token.authorization_code"] == 1
+
+
+@pytest.mark.parametrize("state", ["", "tampered", "x" * 300])
+async def test_tampered_or_missing_state_is_refused(world: World, state: str) -> None:
+    """A callback whose state matches no sign-in is invalid_state and writes nothing."""
+    provider_url = await world.start(await world.login_card_url(JANE))
+    callback = await authorize(world.session, provider_url, user="jane")
+    tampered = re.sub(r"state=[^&]*", f"state={state}", callback)
+    response = await world.callback(tampered)
+    assert response.status == 400
+    assert world.sandbox.stats().get("token.authorization_code", 0) == 0
+    raw = await world.bot.database.db["login_states"].find_one({})
+    assert raw is not None and raw["step"] == "started"
+
+
+async def test_missing_code_is_refused(world: World) -> None:
+    """A callback without a code is missing_code."""
+    provider_url = await world.start(await world.login_card_url(JANE))
+    callback = await authorize(world.session, provider_url, user="jane")
+    response = await world.callback(re.sub(r"code=[^&]*&?", "", callback))
+    assert response.status == 400
+
+
+async def test_bad_code_is_invalid_code(world: World) -> None:
+    """A code the provider rejects is invalid_code; nothing is stored."""
+    provider_url = await world.start(await world.login_card_url(JANE))
+    callback = await authorize(world.session, provider_url, user="jane")
+    response = await world.callback(re.sub(r"code=[^&]*", "code=forged", callback))
+    assert response.status == 400
+    raw = await world.bot.database.db["login_states"].find_one({})
+    assert raw is not None and raw.get("tokens") is None and raw.get("code_hash") is None
+
+
+async def test_provider_down_is_provider_error(world: World) -> None:
+    """The token endpoint failing: provider_error (502), nothing stored."""
+    provider_url = await world.start(await world.login_card_url(JANE))
+    callback = await authorize(world.session, provider_url, user="jane")
+    world.sandbox.control(down=True)
+    response = await world.callback(callback)
+    assert response.status == 502
+    raw = await world.bot.database.db["login_states"].find_one({})
+    assert raw is not None and raw.get("tokens") is None
+
+
+async def test_wrong_code_discards_the_pending_sign_in(world: World) -> None:
+    """A wrong code: the pending sign-in is discarded and the person is told to start again."""
+    code = await world.sign_in(JANE, user="jane")
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    replies = await world.verify(JANE, wrong)
+    assert replies == [messages.SIGNIN_WRONG_CODE]
+    after = await world.verify(JANE, code)
+    assert after == []  # nothing pending any more: the right code no longer works
+    connection = await world.runtime_of(JANE)
+    assert connection is not None and connection.status is ConnectionStatus.DISCONNECTED
+
+
+async def test_code_typed_by_another_user_binds_nothing(world: World) -> None:
+    """Jane's code sent by Omar connects nothing for either of them."""
+    code = await world.sign_in(JANE, user="jane")
+    replies = await world.verify(OMAR, code)
+    assert replies == []  # Omar has nothing pending: it is not a code for him
+    assert await world.runtime_of(OMAR) is None
+    jane = await world.runtime_of(JANE)
+    assert jane is not None and jane.status is ConnectionStatus.DISCONNECTED
+    # Jane can still finish her own sign-in.
+    assert await world.verify(JANE, code) == [
+        "Your Sandbox account jane@sandbox.example is connected."
+    ]
+
+
+async def test_forwarded_link_completed_by_someone_else_binds_nothing(world: World) -> None:
+    """Jane's link opened by Omar, who consents as himself and types the code he sees: nothing
+    is bound to anyone, and Jane's connection is unchanged."""
+    url = await world.login_card_url(JANE)
+    await world.login_card_url(OMAR)  # Omar has a sign-in of his own pending too
+    provider_url = await world.start(url)
+    callback = await authorize(world.session, provider_url, user="omar")
+    await world.callback(callback)
+    code_omar_sees = await world.done_code()
+
+    replies = await world.verify(OMAR, code_omar_sees)
+
+    assert replies == [messages.SIGNIN_WRONG_CODE]
+    jane = await world.runtime_of(JANE)
+    assert jane is not None and jane.status is ConnectionStatus.DISCONNECTED
+    assert jane.account is not None and jane.account.display_name == "old@sandbox.example"
+    omar = await world.runtime_of(OMAR)
+    assert omar is not None and omar.status is ConnectionStatus.DISCONNECTED
+
+
+async def test_reconnect_with_a_different_account_updates_and_audits(world: World) -> None:
+    """Signing in again with another account updates the one connection and audits the change."""
+    await world.verify(JANE, await world.sign_in(JANE, user="jane"))
+    first = await world.runtime_of(JANE)
+    assert first is not None
+    await world.bot.post(
+        activities.card_action(
+            JANE, world.bot.service_url, verbs.DISCONNECT, {"connection_id": first.id}
+        )
+    )
+
+    replies = await world.verify(JANE, await world.sign_in(JANE, user="alex"))
+
+    assert replies == ["Your Sandbox account alex@sandbox.example is connected."]
+    connections = await world.bot.database.connections.list_for_owner(owner=owner(JANE))
+    assert [c.id for c in connections] == [first.id]
+    assert connections[0].account is not None
+    assert connections[0].account.display_name == "alex@sandbox.example"
+    actions = [e.action for e in await world.bot.database.audit.for_connection(first.id)]
+    assert "connection.account_changed" in actions
+
+
+async def test_new_sign_in_replaces_the_pending_one(world: World) -> None:
+    """At most one pending sign-in per person and parent: a new Login card replaces the old."""
+    first_url = await world.login_card_url(JANE)
+    await world.login_card_url(JANE)
+    pending = await world.bot.database.login_states.pending_for(owner(JANE))
+    assert len(pending) == 1
+    async with world.session.get(first_url, allow_redirects=False) as response:
+        assert response.status == 400
+
+
+async def test_nothing_secret_in_documents_pages_or_logs(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Codes, tokens, verifier and state never appear in logs or raw documents."""
+    with caplog.at_level(logging.DEBUG):
+        url = await world.login_card_url(JANE)
+        state = parse_qs(urlsplit(url).query)["state"][0]
+        pending = await world.bot.database.login_states.find_by_state(hash_state(state))
+        assert pending is not None and pending.verifier is not None
+        verifier = world.bot.client.server.app[SIGNIN_KEY].cipher.open_text(pending.verifier)
+        provider_url = await world.start(url)
+        callback = await authorize(world.session, provider_url, user="jane")
+        authorization_code = parse_qs(urlsplit(callback).query)["code"][0]
+        await world.callback(callback)
+        code = await world.done_code()
+        await world.verify(JANE, code)
+
+    issued = [*world.sandbox.state.by_access, *world.sandbox.state.by_refresh]
+    assert len(issued) == 2
+    secrets_seen = [state, authorization_code, code, verifier, *issued]
+    # The bot's own log lines: the sandbox is the provider, and what it logs in its request
+    # threads (werkzeug's access log, Authlib's server) is the provider's business.
+    logged = "\n".join(
+        record.getMessage()
+        for record in caplog.records
+        if record.name != "werkzeug" and "process_request_thread" not in record.threadName
+    )
+    raw_documents = []
+    for name in ("connections", "login_states", "audit_events"):
+        raw_documents += [str(doc) async for doc in world.bot.database.db[name].find({})]
+    stored = "\n".join(raw_documents)
+    for secret in secrets_seen:
+        leaks = [line for line in logged.splitlines() if secret in line]
+        assert not leaks, leaks[0][:300]
+        assert secret not in stored
+    assert "access_token" not in stored and "refresh_token" not in stored
+    assert TEST_TOKEN_KEY not in logged
