@@ -15,10 +15,11 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
-from app import DATABASE_KEY, create_app
+from app import DATABASE_KEY, PathOnlyAccessLogger, create_app
+from sandbox import SandboxClient
 from settings import load_settings
 from storage.database import Database
-from tests.conftest import unique_database_name
+from tests.conftest import TEST_TOKEN_KEY, unique_database_name
 from tests.e2e.harness import (
     ARTIFACTS_ROOT,
     DEFAULT_TIMEOUT_S,
@@ -30,8 +31,10 @@ from tests.e2e.harness import (
     require_private_network,
     slug,
 )
+from tests.support.sandbox import RunningSandbox, run_sandbox, sandbox_config
 
 _HERE = Path(__file__).resolve().parent
+SANDBOX_SECRET = "e2e-sandbox-secret"
 # The Playground's output and its record of every request both ways, for post-mortems.
 PLAYGROUND_LOGS = ARTIFACTS_ROOT / "_playground"
 
@@ -59,32 +62,54 @@ def pytest_runtest_makereport(
 
 @dataclass(frozen=True)
 class E2EBot:
-    """The real bot application served on loopback for the Playground to call."""
+    """The real bot application served on loopback for the Playground to call, with the
+    sandbox OAuth2 provider configured as the app `sandbox`."""
 
     base_url: str
     database: Database
+    sandbox: RunningSandbox
 
 
 @pytest.fixture(scope="session")
-async def e2e_bot(mongodb_uri: str) -> AsyncIterator[E2EBot]:
+async def e2e_bot(
+    mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[E2EBot]:
     """The bot exactly as `python app.py` builds it (auth off, as the Playground sends no
     token), on its own database."""
     port = free_port()
-    settings = load_settings(
-        _env_file=None,
-        mongodb_uri=mongodb_uri,
-        database_name=unique_database_name(),
-        host="127.0.0.1",
-        port=port,
-        app_id=None,
-    )
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield E2EBot(base_url=f"http://127.0.0.1:{port}", database=runner.app[DATABASE_KEY])
-    finally:
-        await runner.cleanup()
+    base_url = f"http://127.0.0.1:{port}"
+    client = SandboxClient("sandbox-client", SANDBOX_SECRET, (f"{base_url}/auth/callback",))
+    apps = tmp_path_factory.mktemp("e2e-apps") / "apps.toml"
+    with (
+        run_sandbox(sandbox_config(clients=(client,))) as sandbox,
+        pytest.MonkeyPatch.context() as env,
+    ):
+        apps.write_text(
+            "[apps.sandbox]\n"
+            'preset = "sandbox"\n'
+            f'base_url = "{sandbox.base_url}"\n'
+            'client_id = "sandbox-client"\n'
+            'client_secret_env = "E2E_SANDBOX_SECRET"\n'
+        )
+        env.setenv("E2E_SANDBOX_SECRET", SANDBOX_SECRET)
+        settings = load_settings(
+            _env_file=None,
+            mongodb_uri=mongodb_uri,
+            database_name=unique_database_name(),
+            host="127.0.0.1",
+            port=port,
+            app_id=None,
+            public_base_url=base_url,
+            apps_file=str(apps),
+            token_encryption_keys=TEST_TOKEN_KEY,
+        )
+        runner = web.AppRunner(create_app(settings), access_log_class=PathOnlyAccessLogger)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            yield E2EBot(base_url, runner.app[DATABASE_KEY], sandbox)
+        finally:
+            await runner.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -112,3 +112,56 @@ async def test_mention_in_channel_sends_the_list_to_the_personal_chat(
         "Box — alex@box.example (Connected)",
         "Salesforce — alex@contoso.com (Connected)",
     ]
+
+
+async def test_reconnect_signs_in_at_the_sandbox_and_lists_the_account(
+    teams_page: TeamsPage, e2e_bot: E2EBot
+) -> None:
+    """Reconnect → Login card → consent in the popup → type the code → connected, listed."""
+    database = e2e_bot.database
+    await database.db["connections"].delete_many({})
+    parent = await database.connections.create_parent(
+        provider="sandbox",
+        owner=ADMIN,
+        account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),
+    )
+    await database.connections.create_runtime(
+        parent_id=parent.id,
+        owner=ALEX,
+        account=ProviderAccount(id="old", display_name="old@sandbox.example"),
+        status=ConnectionStatus.DISCONNECTED,
+    )
+
+    await teams_page.send("personal_connections")
+    listing = await teams_page.wait_for_card_text("Your personal connections")
+    await teams_page.choose("Sandbox — old@sandbox.example (Disconnected)", card=listing)
+    await teams_page.click_action("Reconnect", card=listing)
+    # The Login card is a Bot Framework sign-in card, not an Adaptive Card.
+    await teams_page.page.get_by_text("Sign in to Sandbox to continue").last.wait_for()
+    await teams_page.screenshot("login-card")
+
+    popup = await teams_page.click_sign_in("Sign in")
+    await popup.get_by_text("Jane Doe").click()
+    await popup.screenshot(path=str(teams_page.artifacts_dir / "consent.png"))
+    await popup.get_by_role("button", name="Allow").click()
+    code_element = popup.locator("#code")
+    await code_element.wait_for(state="visible")
+    await popup.screenshot(path=str(teams_page.artifacts_dir / "code.png"))
+    code = (await code_element.inner_text()).strip()
+    assert len(code) == 6 and code.isdigit()
+    assert "code=" not in popup.url and "state=" not in popup.url
+    await popup.close()
+
+    await teams_page.send(code)
+    await teams_page.wait_for_text("Your Sandbox account jane@sandbox.example is connected.")
+    await teams_page.screenshot("connected")
+
+    await teams_page.send("personal_connections")
+    await teams_page.wait_for_card_text("Your personal connections")
+    latest = teams_page.latest_card()
+    await latest.get_by_role("combobox").click()
+    options = await teams_page.page.get_by_role("option").all_inner_texts()
+    assert options == ["Sandbox — jane@sandbox.example (Connected)"]
+    await teams_page.screenshot("listed")
+    [stored] = await database.connections.list_for_owner(owner=ALEX)
+    assert stored.status is ConnectionStatus.CONNECTED and stored.tokens is not None
