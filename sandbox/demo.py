@@ -24,7 +24,8 @@ from aiohttp import web
 from werkzeug.serving import make_server
 
 from app import DATABASE_KEY, PathOnlyAccessLogger, configure_logging, create_app
-from sandbox.server import SandboxClient, SandboxConfig, create_app as create_sandbox
+from sandbox.server import SandboxClient, SandboxConfig
+from sandbox.server import create_app as create_sandbox
 from settings import SettingsError, load_settings
 from storage.models import ConnectionStatus, Owner, ProviderAccount
 
@@ -69,10 +70,14 @@ async def seed_connections(app: web.Application) -> AsyncIterator[None]:
     """A sandbox parent and a Disconnected connection for the Playground user, once."""
     store = app[DATABASE_KEY].connections
     parents = [c for c in await store.list_all() if c.provider == "sandbox" and c.parent_id is None]
-    parent = parents[0] if parents else await store.create_parent(
-        provider="sandbox",
-        owner=DEMO_ADMIN,
-        account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),
+    parent = (
+        parents[0]
+        if parents
+        else await store.create_parent(
+            provider="sandbox",
+            owner=DEMO_ADMIN,
+            account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),
+        )
     )
     if not await store.list_for_owner(owner=PLAYGROUND_USER):
         await store.create_runtime(
