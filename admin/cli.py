@@ -5,6 +5,8 @@
     python -m admin connections create-runtime --parent ID --tenant T --user OBJECT_ID \\
         --name "Jane Doe" --account jane@contoso.com [--status connected]
     python -m admin connections delete ID
+    python -m admin tokens new-key
+    python -m admin tokens reencrypt
 
 It uses MONGODB_URI when set; otherwise the embedded server of a running bot (found through the
 data folder) or, when no bot runs, its own embedded server on the same data folder. Every change
@@ -27,6 +29,7 @@ from oauth.providers import display_name
 from settings import Settings, SettingsError, load_settings
 from storage.audit import CONNECTION_CREATED, CONNECTION_DELETED
 from storage.connections import ConnectionExists, ParentNotFound
+from storage.crypto import reencrypt
 from storage.database import Database, make_client, open_database
 from storage.embedded import StoreUnavailable, running_server_uri
 from storage.models import (
@@ -37,6 +40,7 @@ from storage.models import (
     Owner,
     ProviderAccount,
 )
+from storage.token_keys import TokenKeyError, load_token_cipher, new_key
 
 
 @asynccontextmanager
@@ -115,10 +119,39 @@ def _parser() -> argparse.ArgumentParser:
 
     delete = commands.add_parser("delete", help="delete a connection (a parent keeps its children)")
     delete.add_argument("id")
+
+    tokens = topics.add_parser("tokens", help="token encryption keys")
+    token_commands = tokens.add_subparsers(dest="command", required=True)
+    token_commands.add_parser("new-key", help="print a new key for TOKEN_ENCRYPTION_KEYS")
+    token_commands.add_parser(
+        "reencrypt", help="re-encrypt stored tokens with the first key of TOKEN_ENCRYPTION_KEYS"
+    )
     return parser
 
 
+# Every encrypted value the store holds, by collection.
+ENCRYPTED_FIELDS = {
+    "connections": ("tokens",),
+    "login_states": ("verifier", "tokens"),
+}
+
+
+async def _reencrypt(settings: Settings, out: TextIO) -> int:
+    cipher = load_token_cipher(
+        configured_keys=settings.encryption_keys,
+        data_dir=settings.data_dir,
+        production=settings.auth_enabled,
+    )
+    async with _database(settings) as database:
+        for collection, fields in ENCRYPTED_FIELDS.items():
+            changed = await reencrypt(database.db[collection], cipher, fields=fields)
+            print(f"{collection}: {changed} re-encrypted with key {cipher.key_id}", file=out)
+    return 0
+
+
 async def _run(arguments: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    if arguments.topic == "tokens":
+        return await _reencrypt(settings, out)
     actor = Actor.operator(getpass.getuser())
     async with _database(settings) as database:
         store = database.connections
@@ -173,9 +206,12 @@ async def _run(arguments: argparse.Namespace, settings: Settings, out: TextIO) -
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
     arguments = _parser().parse_args(argv)
+    if arguments.topic == "tokens" and arguments.command == "new-key":
+        print(new_key(), file=out)
+        return 0
     try:
         settings = load_settings()
         return asyncio.run(_run(arguments, settings, out))
-    except (SettingsError, StoreUnavailable) as error:
+    except (SettingsError, StoreUnavailable, TokenKeyError, ValueError) as error:
         print(f"Cannot run: {error}", file=sys.stderr)
         return 2

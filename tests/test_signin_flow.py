@@ -6,6 +6,10 @@ Login card → /auth/start → consent at the sandbox → /auth/callback → /au
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import io
 import logging
 import re
 import socket
@@ -17,11 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from cryptography.fernet import Fernet
 
 import messages
+from admin.cli import main
 from app import SIGNIN_KEY
 from cards import verbs
 from oauth.signin import hash_state
+from storage.crypto import TokenCipher
 from storage.models import Connection, ConnectionStatus, ProviderAccount
 from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot
 from tests.support import activities
@@ -426,3 +433,52 @@ async def test_nothing_secret_in_documents_pages_or_logs(
         assert secret not in stored
     assert "access_token" not in stored and "refresh_token" not in stored
     assert TEST_TOKEN_KEY not in logged
+
+
+async def test_key_rotation_and_reencrypt_command(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a new key is put first, `admin tokens reencrypt` moves stored tokens to it; they
+    then open with the new key alone and still hold the token the provider issued."""
+    await world.verify(JANE, await world.sign_in(JANE, user="jane"))
+    new = Fernet.generate_key().decode()
+    monkeypatch.setenv("MONGODB_URI", str(world.bot.settings.mongodb_uri.get_secret_value()))
+    monkeypatch.setenv("DATABASE_NAME", world.bot.settings.database_name)
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEYS", f"{new},{TEST_TOKEN_KEY}")
+    out = io.StringIO()
+
+    code = await asyncio.to_thread(main, ["tokens", "reencrypt"], out=out)
+
+    assert code == 0
+    assert "connections: 1 re-encrypted" in out.getvalue()
+    connection = await world.runtime_of(JANE)
+    assert connection is not None and connection.tokens is not None
+    only_new = TokenCipher([new])
+    assert connection.tokens.key_id == only_new.key_id
+    opened = only_new.open(connection.tokens)
+    assert opened["access_token"] in world.sandbox.state.by_access
+    again = io.StringIO()
+    await asyncio.to_thread(main, ["tokens", "reencrypt"], out=again)
+    assert "connections: 0 re-encrypted" in again.getvalue()
+
+
+async def test_done_page_loads_teams_js_with_integrity(world: World) -> None:
+    """The code page loads the pinned teams-js from the bot with a matching integrity hash and
+    sends no referrer; without a result cookie it has nothing to show."""
+    await world.sign_in(JANE, user="jane")
+    async with world.session.get(f"{world.base_url}/auth/done") as response:
+        page = await response.text()
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["Cache-Control"] == "no-store"
+    match = re.search(r'src="(/auth/static/[^"]+)" integrity="(sha384-[^"]+)"', page)
+    assert match, page
+    async with world.session.get(world.base_url + match.group(1)) as script:
+        body = await script.read()
+    digest = "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
+    assert digest == match.group(2)
+    assert b"notifySuccess" in body
+    async with (
+        aiohttp.ClientSession() as stranger,
+        stranger.get(f"{world.base_url}/auth/done") as response,
+    ):
+        assert response.status == 404
