@@ -156,3 +156,30 @@ def test_missing_embedded_store_says_what_to_install_or_set(tmp_path: Path) -> N
     assert result.returncode == 2
     assert messages.NO_STORE_CONFIGURED in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_production_without_token_key_refuses_to_start(tmp_path: Path) -> None:
+    """With an app id (production) and no TOKEN_ENCRYPTION_KEYS the bot does not start."""
+    result = run_app(tmp_path, MicrosoftAppId="app-id", MicrosoftAppPassword="pw")
+    assert result.returncode == 2
+    assert "TOKEN_ENCRYPTION_KEYS" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "token-encryption.key").exists()
+
+
+def test_missing_apps_file_stops_the_start(tmp_path: Path) -> None:
+    """APPS_FILE naming no file stops the start with a sentence naming the variable."""
+    result = run_app(tmp_path, APPS_FILE=str(tmp_path / "missing.toml"))
+    assert result.returncode == 2
+    assert "APPS_FILE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_apps_file_stops_the_start(tmp_path: Path) -> None:
+    """A broken apps file stops the start with a sentence naming the file and the key."""
+    apps = tmp_path / "apps.toml"
+    apps.write_text('[apps.box]\npreset = "box"\n')
+    result = run_app(tmp_path, APPS_FILE=str(apps))
+    assert result.returncode == 2
+    assert "apps.box.client_id" in result.stderr
+    assert "Traceback" not in result.stderr

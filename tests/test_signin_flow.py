@@ -21,11 +21,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from botbuilder.core import TurnContext
+from botbuilder.schema import Activity
 from cryptography.fernet import Fernet
 
 import messages
 from admin.cli import main
-from app import SIGNIN_KEY
+from app import ADAPTER_KEY, LOGIN_CARDS_KEY, SIGNIN_KEY
 from cards import verbs
 from oauth.signin import hash_state
 from storage.crypto import TokenCipher
@@ -482,3 +484,54 @@ async def test_done_page_loads_teams_js_with_integrity(world: World) -> None:
         stranger.get(f"{world.base_url}/auth/done") as response,
     ):
         assert response.status == 404
+
+
+async def test_login_card_from_a_channel_goes_to_the_personal_chat(world: World) -> None:
+    """Asked for from a channel, the Login card goes to the 1:1 chat; the channel gets a notice
+    without any link."""
+    app = world.bot.client.server.app
+    activity = Activity().deserialize(
+        activities.message(JANE, world.bot.service_url, "x", kind="channel", conversation_id="19:c")
+    )
+
+    async def send_login_card(context: TurnContext) -> None:
+        await app[LOGIN_CARDS_KEY].send(context, owner=owner(JANE), parent=world.parent)
+
+    await app[ADAPTER_KEY].process_activity("", activity, send_login_card)
+
+    [private] = world.bot.connector.in_conversation(f"a:private-{JANE.teams_id}")
+    [attachment] = private.activity["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.signin"
+    [notice] = world.bot.connector.in_conversation("19:c")
+    assert "private sign-in card for Sandbox" in notice.text
+    assert "/auth/start" not in str(notice.activity)
+    [pending] = await world.bot.database.login_states.pending_for(owner(JANE))
+    assert pending.conversation["conversation"]["id"] == f"a:private-{JANE.teams_id}"
+
+
+async def test_reconnect_refuses_connected_and_orphaned_connections(world: World) -> None:
+    """Reconnect on a Connected connection, or one whose parent was removed, sends no card."""
+    await world.verify(JANE, await world.sign_in(JANE, user="jane"))
+    connection = await world.runtime_of(JANE)
+    assert connection is not None
+    world.bot.connector.clear()
+    _, body = await world.bot.post(
+        activities.card_action(
+            JANE, world.bot.service_url, verbs.RECONNECT, {"connection_id": connection.id}
+        )
+    )
+    assert "there is nothing to reconnect" in str(body["value"])
+
+    await world.bot.post(
+        activities.card_action(
+            JANE, world.bot.service_url, verbs.DISCONNECT, {"connection_id": connection.id}
+        )
+    )
+    await world.bot.database.connections.delete(world.parent.id)
+    _, body = await world.bot.post(
+        activities.card_action(
+            JANE, world.bot.service_url, verbs.RECONNECT, {"connection_id": connection.id}
+        )
+    )
+    assert "its app connection was removed" in str(body["value"])
+    assert not [s for s in world.bot.connector.sent if s.activity.get("attachments")]

@@ -1,0 +1,32 @@
+"""The shipped apps.example.toml is valid configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from oauth.providers import load_registry
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "apps.example.toml"
+
+
+def test_example_apps_file_loads() -> None:
+    """Every preset in the example resolves once its secret variables are set."""
+    variables = {
+        name: "x"
+        for name in (
+            "SALESFORCE_CLIENT_SECRET",
+            "SERVICENOW_CLIENT_SECRET",
+            "BOX_CLIENT_SECRET",
+            "GRAPH_CLIENT_SECRET",
+            "ACME_CRM_CLIENT_SECRET",
+        )
+    }
+    registry = load_registry(EXAMPLE, variables)
+    assert set(registry.providers) == {
+        "salesforce",
+        "servicenow",
+        "box",
+        "microsoft_graph",
+        "acme_crm",
+    }
+    assert registry.display_name("acme_crm") == "Acme CRM"
