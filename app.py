@@ -27,6 +27,7 @@ from connections.service import ConnectionsService
 from oauth.pages import sign_in_routes
 from oauth.providers import AppsConfigError, ProviderRegistry, load_registry
 from oauth.signin import SignInService
+from oauth.tokens import TokenService
 from settings import Settings, SettingsError, load_settings
 from storage.crypto import TokenCipher
 from storage.database import Database, open_database
@@ -41,6 +42,7 @@ ADAPTER_KEY = web.AppKey("adapter", CloudAdapter)
 BOT_KEY = web.AppKey("bot", RuntimeConnectionsBot)
 SIGNIN_KEY = web.AppKey("signin", SignInService)
 LOGIN_CARDS_KEY = web.AppKey("login_cards", LoginCards)
+TOKENS_KEY = web.AppKey("tokens", TokenService)
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -58,13 +60,18 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
 
 
 def build_router(
-    database: Database, settings: Settings, signin: SignInService, login_cards: LoginCards
+    database: Database,
+    settings: Settings,
+    signin: SignInService,
+    login_cards: LoginCards,
+    tokens: TokenService,
 ) -> Router:
     router = Router()
     service = ConnectionsService(
         connections=database.connections,
         audit=database.audit,
         names=signin.providers.display_name,
+        revoke=tokens.revoke,
     )
     ConnectionsHandlers(service=service, bot_app_id=settings.app_id or "").register(router)
     SignInHandlers(signin=signin, login_cards=login_cards, connections=service).register(router)
@@ -111,9 +118,11 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             public_base_url=str(settings.public_base_url).rstrip("/"),
         )
         login_cards = LoginCards(signin=signin, bot_app_id=settings.app_id or "")
-        router = build_router(database, settings, signin, login_cards)
+        tokens = TokenService(providers=providers, connections=database.connections, cipher=cipher)
+        router = build_router(database, settings, signin, login_cards, tokens)
         bot = RuntimeConnectionsBot(settings=settings, router=router)
         app[SIGNIN_KEY] = signin
+        app[TOKENS_KEY] = tokens
         app[LOGIN_CARDS_KEY] = login_cards
         app[DATABASE_KEY] = database
         app[ADAPTER_KEY] = adapter

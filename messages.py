@@ -149,3 +149,7 @@ SIGNIN_PAGE_NO_RESULT = "There is no sign-in to finish here. Start again from Te
 LOG_SIGNIN_REJECTED = "Sign-in rejected by %s: %s"
 LOG_PROVIDER_UNAVAILABLE = "Provider %s unavailable: %s"
 LOG_SIGNIN_FAILED = "Sign-in callback failed: %s"
+
+# --- Tokens ------------------------------------------------------------------------------------
+LOG_REFRESH_REJECTED = "Refresh refused by %s (%s): the connection needs sign-in"
+LOG_REVOKE_FAILED = "Revocation at %s failed; the local change stands"

@@ -5,13 +5,18 @@ Results are plain data (`ConnectionView`, `Outcome`) that the card builders turn
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import messages
 from oauth.providers import display_name
-from storage.audit import CONNECTION_DELETED, CONNECTION_DISCONNECTED, AuditLog
+from storage.audit import (
+    CONNECTION_DELETED,
+    CONNECTION_DISCONNECTED,
+    CONNECTION_REVOKE_FAILED,
+    AuditLog,
+)
 from storage.connections import Change, ConnectionStore
 from storage.models import Actor, Connection, Owner
 
@@ -59,11 +64,16 @@ class Outcome:
     message: str
 
 
+Revoker = Callable[[Connection], Awaitable[str]]
+
+
 @dataclass(frozen=True)
 class ConnectionsService:
     connections: ConnectionStore
     audit: AuditLog
     names: Callable[[str], str] = display_name
+    # Revokes a connection's tokens at its provider; returns what happened (see oauth.tokens).
+    revoke: Revoker | None = None
 
     async def list_views(self, owner: Owner) -> list[ConnectionView]:
         """The person's runtime connections as card data."""
@@ -83,25 +93,44 @@ class ConnectionsService:
         if connection is None:
             return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
         label = ConnectionView.of(connection, self.names).label
-        change = await self.connections.disconnect_for_owner(
+        change, previous = await self.connections.disconnect_and_take_tokens(
             connection_id=connection_id, owner=owner
         )
         if change is Change.NOT_FOUND:
             return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
-        if change is Change.UNCHANGED:
+        if change is Change.UNCHANGED or previous is None:
             return Outcome(Result.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label))
+        revocation = await self._revoke(owner, previous)
         await self.audit.record(
-            actor=Actor.person(owner), action=CONNECTION_DISCONNECTED, connection=connection
+            actor=Actor.person(owner),
+            action=CONNECTION_DISCONNECTED,
+            connection=previous,
+            details={"revocation": revocation},
         )
         return Outcome(Result.DONE, messages.DISCONNECTED.format(label=label))
+
+    async def _revoke(self, owner: Owner, connection: Connection) -> str:
+        """Revoke at the provider after the local change; a failure is audited, not fatal."""
+        if self.revoke is None or connection.tokens is None:
+            return "nothing_to_revoke"
+        result = await self.revoke(connection)
+        if result == "failed":
+            await self.audit.record(
+                actor=Actor.person(owner), action=CONNECTION_REVOKE_FAILED, connection=connection
+            )
+        return result
 
     async def delete(self, owner: Owner, connection_id: str) -> Outcome:
         """Remove one of the person's connections; they sign in again the next time."""
         deleted = await self.connections.delete_for_owner(connection_id=connection_id, owner=owner)
         if deleted is None:
             return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
+        revocation = await self._revoke(owner, deleted)
         await self.audit.record(
-            actor=Actor.person(owner), action=CONNECTION_DELETED, connection=deleted
+            actor=Actor.person(owner),
+            action=CONNECTION_DELETED,
+            connection=deleted,
+            details={"revocation": revocation},
         )
         return Outcome(
             Result.DONE, messages.DELETED.format(label=ConnectionView.of(deleted, self.names).label)

@@ -179,3 +179,52 @@ def api_base_url(provider: Provider, tokens: TokenSet) -> str | None:
         if isinstance(value, str) and value.startswith("https://"):
             return value.rstrip("/")
     return provider.api_base_url
+
+
+async def refresh(provider: Provider, *, refresh_token: str) -> TokenSet:
+    """Use a refresh token. A provider that sends no new refresh token keeps the old one valid
+    (Authlib then leaves the old one in place); one that rotates sends a new one."""
+    async with _client(provider) as client:
+        try:
+            token = await client.refresh_token(provider.token_url, refresh_token=refresh_token)
+        except OAuthError as error:
+            if error.error in ("server_error", "temporarily_unavailable"):
+                raise ProviderUnavailable(str(error.error)) from None
+            raise OAuthRejected(str(error.error or "invalid_grant")) from None
+        except HTTPStatusError as error:
+            status = error.response.status_code
+            if status >= 500:
+                raise ProviderUnavailable(f"token endpoint answered {status}") from None
+            raise OAuthRejected("invalid_request") from None
+        except (HTTPError, ValueError) as error:
+            raise ProviderUnavailable(type(error).__name__) from None
+    tokens = _token_set(dict(token), provider.scopes)
+    if tokens.refresh_token is None:
+        tokens = TokenSet(
+            access_token=tokens.access_token,
+            refresh_token=refresh_token,
+            expires_at=tokens.expires_at,
+            scopes=tokens.scopes,
+            raw_fields=tokens.raw_fields,
+        )
+    return tokens
+
+
+async def revoke(provider: Provider, *, token: str, hint: str) -> None:
+    """Revoke one token at the provider (RFC 7009 and the presets' endpoints).
+
+    Raises:
+        ProviderUnavailable: the revocation did not go through (network, 4xx or 5xx).
+    """
+    if provider.revoke_url is None:
+        return
+    async with _client(provider) as client:
+        try:
+            response = await client.revoke_token(
+                provider.revoke_url, token=token, token_type_hint=hint
+            )
+        except (HTTPError, OAuthError, ValueError) as error:
+            raise ProviderUnavailable(type(error).__name__) from None
+    # RFC 7009: 200 for a revoked or unknown token; anything else means it may still be alive.
+    if response.status_code != 200:
+        raise ProviderUnavailable(f"revocation endpoint answered {response.status_code}")

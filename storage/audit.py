@@ -25,6 +25,7 @@ CONNECTION_DISCONNECTED = "connection.disconnected"
 CONNECTION_DELETED = "connection.deleted"
 CONNECTION_RECONNECTED = "connection.reconnected"
 CONNECTION_ACCOUNT_CHANGED = "connection.account_changed"
+CONNECTION_REVOKE_FAILED = "connection.revoke_failed"
 
 
 class AuditLog:

@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -254,6 +254,61 @@ class ConnectionStore:
             return created, None
         raise ConnectionExists(parent_id)
 
+    async def take_refresh_lease(
+        self, *, connection_id: str, holder: str, until: datetime, now: datetime
+    ) -> bool:
+        """Take the connection's refresh lease unless someone holds a live one (all processes)."""
+        result = await self._connections.update_one(
+            {
+                "_id": ObjectId(connection_id),
+                "$or": [
+                    {"refresh_lease_until": None},
+                    {"refresh_lease_until": {"$lte": now}},
+                ],
+            },
+            {"$set": {"refresh_lease_until": until, "refresh_lease_holder": holder}},
+        )
+        return result.modified_count == 1
+
+    async def release_refresh_lease(self, *, connection_id: str, holder: str) -> None:
+        await self._connections.update_one(
+            {"_id": ObjectId(connection_id), "refresh_lease_holder": holder},
+            {"$set": {"refresh_lease_until": None, "refresh_lease_holder": None}},
+        )
+
+    async def store_refreshed_tokens(
+        self, *, connection_id: str, holder: str, tokens: EncryptedTokens
+    ) -> bool:
+        """Save refreshed tokens, only while still holding the lease."""
+        now = datetime.now(UTC)
+        result = await self._connections.update_one(
+            {
+                "_id": ObjectId(connection_id),
+                "refresh_lease_holder": holder,
+                "status": ConnectionStatus.CONNECTED.value,
+            },
+            {
+                "$set": {"tokens": tokens.model_dump(), "updated_at": now, "last_used_at": now},
+                "$inc": {"version": 1},
+            },
+        )
+        return result.modified_count == 1
+
+    async def mark_needs_reauth(self, *, connection_id: str) -> bool:
+        """The provider refused the refresh token: the person must sign in again."""
+        result = await self._connections.update_one(
+            {"_id": ObjectId(connection_id), "status": ConnectionStatus.CONNECTED.value},
+            {
+                "$set": {
+                    "status": ConnectionStatus.NEEDS_REAUTH.value,
+                    "tokens": None,
+                    "updated_at": datetime.now(UTC),
+                },
+                "$inc": {"version": 1},
+            },
+        )
+        return result.modified_count == 1
+
     async def get(self, connection_id: str) -> Connection | None:
         object_id = _object_id(connection_id)
         if object_id is None:
@@ -293,11 +348,19 @@ class ConnectionStore:
         Only the call that actually changes the record gets CHANGED, so a double click or a
         retried request is audited once.
         """
+        change, _ = await self.disconnect_and_take_tokens(connection_id=connection_id, owner=owner)
+        return change
+
+    async def disconnect_and_take_tokens(
+        self, *, connection_id: str, owner: Owner
+    ) -> tuple[Change, Connection | None]:
+        """Like `disconnect_for_owner`, also returning the record as it was, tokens included,
+        read in the same atomic step (so the tokens revoked are exactly the ones removed)."""
         object_id = _object_id(connection_id)
         if object_id is None:
-            return Change.NOT_FOUND
+            return Change.NOT_FOUND, None
         scope = {"_id": object_id, "kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
-        result = await self._connections.update_one(
+        previous = await self._connections.find_one_and_update(
             {**scope, "status": {"$ne": ConnectionStatus.DISCONNECTED.value}},
             {
                 "$set": {
@@ -308,11 +371,12 @@ class ConnectionStore:
                 },
                 "$inc": {"version": 1},
             },
+            return_document=ReturnDocument.BEFORE,
         )
-        if result.modified_count == 1:
-            return Change.CHANGED
+        if previous is not None:
+            return Change.CHANGED, Connection.from_document(previous)
         still_there = await self._connections.find_one(scope, projection={"_id": 1})
-        return Change.UNCHANGED if still_there else Change.NOT_FOUND
+        return (Change.UNCHANGED if still_there else Change.NOT_FOUND), None
 
     async def delete_for_owner(self, *, connection_id: str, owner: Owner) -> Connection | None:
         """Remove the person's runtime connection; returns it only to the call that removed it."""
@@ -330,10 +394,6 @@ class ConnectionStore:
         return await self._delete_one({"_id": object_id})
 
     async def _delete_one(self, scope: Document) -> Connection | None:
-        document = await self._connections.find_one(scope)
-        if document is None:
-            return None
-        result = await self._connections.delete_one(scope)
-        if result.deleted_count != 1:
-            return None
-        return Connection.from_document(document)
+        # One atomic step: only the caller that removed the record gets it (with its tokens).
+        document = await self._connections.find_one_and_delete(scope)
+        return Connection.from_document(document) if document else None

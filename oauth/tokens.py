@@ -1,0 +1,189 @@
+"""Valid access tokens for connections, refreshed once at a time; and revocation.
+
+`TokenService.access_token(connection_id)` returns a usable access token, refreshing it a margin
+before it expires. Box and Salesforce refresh tokens are single-use, so two concurrent refreshes
+with the same token would cost the connection: only one refresh per connection may run at a
+time **across all processes**. The refresh lease lives in the connection document and is taken
+with a conditional update; in one process, callers first queue on a lock per connection so a
+crowd of turns costs one database round trip each, not a polling storm. Whoever does not get the
+lease waits and re-reads the record until the holder has stored the new tokens (bounded).
+
+`invalid_grant` on refresh marks the connection Needs sign-in (`NeedsSignIn`); network errors
+and 5xx leave it as it is (`TokenUnavailable`: try again later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import messages
+from oauth.client import OAuthRejected, ProviderUnavailable, TokenSet, refresh, revoke
+from oauth.providers import ProviderRegistry
+from storage.connections import ConnectionStore
+from storage.crypto import TokenCipher, TokenDecryptionError
+from storage.models import Connection, ConnectionStatus
+
+log = logging.getLogger(__name__)
+
+REFRESH_MARGIN = timedelta(minutes=5)
+LEASE = timedelta(seconds=30)
+WAIT_BOUND_S = 20.0
+_FIRST_WAIT_S = 0.02
+_MAX_WAIT_S = 0.25
+
+
+class NeedsSignIn(Exception):
+    """The connection cannot be used until its owner signs in again."""
+
+
+class TokenUnavailable(Exception):
+    """No valid token right now (provider unreachable or busy); the connection is unchanged."""
+
+
+class RevokeResult(StrEnum):
+    REVOKED = "revoked"
+    NOT_SUPPORTED = "not_supported"  # the provider has no revocation endpoint (Microsoft)
+    NOTHING_TO_REVOKE = "nothing_to_revoke"
+    FAILED = "failed"
+
+
+def _expires_at(tokens: dict[str, Any]) -> datetime | None:
+    value = tokens.get("expires_at")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _fresh(tokens: dict[str, Any], now: datetime) -> bool:
+    expires_at = _expires_at(tokens)
+    return bool(tokens.get("access_token")) and (
+        expires_at is None or expires_at - REFRESH_MARGIN > now
+    )
+
+
+@dataclass
+class TokenService:
+    providers: ProviderRegistry
+    connections: ConnectionStore
+    cipher: TokenCipher
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def access_token(self, connection_id: str) -> str:
+        """A valid access token for the connection.
+
+        Raises:
+            NeedsSignIn: the connection is disconnected, needs sign-in, or its grant was refused.
+            TokenUnavailable: the provider cannot refresh it now; the caller may retry later.
+        """
+        tokens = await self._read(connection_id)
+        if _fresh(tokens, datetime.now(UTC)):
+            return str(tokens["access_token"])
+        lock = self._locks.setdefault(connection_id, asyncio.Lock())
+        async with lock:
+            return await self._refresh_once(connection_id)
+
+    async def _read(self, connection_id: str) -> dict[str, Any]:
+        connection = await self.connections.get(connection_id)
+        if (
+            connection is None
+            or connection.status is not ConnectionStatus.CONNECTED
+            or connection.tokens is None
+        ):
+            raise NeedsSignIn(connection_id)
+        try:
+            return self.cipher.open(connection.tokens)
+        except TokenDecryptionError:
+            raise NeedsSignIn(connection_id) from None
+
+    async def _refresh_once(self, connection_id: str) -> str:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_BOUND_S
+        pause = _FIRST_WAIT_S
+        holder = uuid.uuid4().hex
+        while True:
+            tokens = await self._read(connection_id)
+            now = datetime.now(UTC)
+            if _fresh(tokens, now):
+                return str(tokens["access_token"])  # someone else refreshed meanwhile
+            if await self.connections.take_refresh_lease(
+                connection_id=connection_id, holder=holder, until=now + LEASE, now=now
+            ):
+                try:
+                    return await self._refresh_holding_lease(connection_id, holder)
+                finally:
+                    await self.connections.release_refresh_lease(
+                        connection_id=connection_id, holder=holder
+                    )
+            if loop.time() > deadline:
+                raise TokenUnavailable("another process is still refreshing this connection")
+            # Waiting on another process's refresh: there is nothing to await but the record.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_WAIT_S)
+
+    async def _refresh_holding_lease(self, connection_id: str, holder: str) -> str:
+        # Re-read inside the lease: the previous holder may have just finished.
+        tokens = await self._read(connection_id)
+        if _fresh(tokens, datetime.now(UTC)):
+            return str(tokens["access_token"])
+        connection = await self.connections.get(connection_id)
+        assert connection is not None
+        provider = self.providers.get(connection.provider)
+        refresh_token = tokens.get("refresh_token")
+        if provider is None or not isinstance(refresh_token, str):
+            await self.connections.mark_needs_reauth(connection_id=connection_id)
+            raise NeedsSignIn(connection_id)
+        try:
+            fresh = await refresh(provider, refresh_token=refresh_token)
+        except OAuthRejected as rejected:
+            log.info(messages.LOG_REFRESH_REJECTED, connection.provider, rejected.error)
+            await self.connections.mark_needs_reauth(connection_id=connection_id)
+            raise NeedsSignIn(connection_id) from None
+        except ProviderUnavailable as unavailable:
+            log.warning(messages.LOG_PROVIDER_UNAVAILABLE, connection.provider, unavailable)
+            raise TokenUnavailable(str(unavailable)) from None
+        stored = await self.connections.store_refreshed_tokens(
+            connection_id=connection_id, holder=holder, tokens=self.cipher.seal(fresh.as_record())
+        )
+        if not stored:
+            # Disconnected or deleted while refreshing: the new tokens must not outlive it.
+            await self._revoke_quietly(connection, fresh)
+            raise NeedsSignIn(connection_id)
+        return fresh.access_token
+
+    async def _revoke_quietly(self, connection: Connection, tokens: TokenSet) -> None:
+        provider = self.providers.get(connection.provider)
+        if provider is None or tokens.refresh_token is None:
+            return
+        try:
+            await revoke(provider, token=tokens.refresh_token, hint="refresh_token")
+        except ProviderUnavailable:
+            log.warning(messages.LOG_REVOKE_FAILED, connection.provider)
+
+    async def revoke(self, connection: Connection) -> RevokeResult:
+        """Revoke a connection's tokens at its provider (before or after the local change)."""
+        if connection.tokens is None:
+            return RevokeResult.NOTHING_TO_REVOKE
+        provider = self.providers.get(connection.provider)
+        if provider is None:
+            return RevokeResult.FAILED
+        if provider.revoke_url is None:
+            return RevokeResult.NOT_SUPPORTED
+        try:
+            tokens = self.cipher.open(connection.tokens)
+        except TokenDecryptionError:
+            return RevokeResult.FAILED
+        try:
+            # Revoking the refresh token ends the grant; the access token too, for providers
+            # that keep access tokens alive after their refresh token is gone.
+            if isinstance(tokens.get("refresh_token"), str):
+                await revoke(provider, token=tokens["refresh_token"], hint="refresh_token")
+            if isinstance(tokens.get("access_token"), str):
+                await revoke(provider, token=tokens["access_token"], hint="access_token")
+        except ProviderUnavailable as unavailable:
+            log.warning(messages.LOG_REVOKE_FAILED, f"{connection.provider} ({unavailable})")
+            return RevokeResult.FAILED
+        return RevokeResult.REVOKED
