@@ -145,6 +145,9 @@ SIGNIN_PAGE_CODE = (
     "with the bot:"
 )
 SIGNIN_PAGE_FAILED_TITLE = "Sign-in not completed"
+SIGNIN_PAGE_PARENT = (
+    "Go back to the command line to check the account and accept it as the parent connection."
+)
 SIGNIN_PAGE_NO_RESULT = "There is no sign-in to finish here. Start again from Teams."
 LOG_SIGNIN_REJECTED = "Sign-in rejected by %s: %s"
 LOG_PROVIDER_UNAVAILABLE = "Provider %s unavailable: %s"

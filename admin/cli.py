@@ -5,6 +5,9 @@
     python -m admin connections create-runtime --parent ID --tenant T --user OBJECT_ID \\
         --name "Jane Doe" --account jane@contoso.com [--status connected]
     python -m admin connections delete ID
+    python -m admin parents authorize --app sandbox
+    python -m admin parents list
+    python -m admin parents delete ID
     python -m admin tokens new-key
     python -m admin tokens reencrypt
 
@@ -19,13 +22,14 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TextIO
 
 from pymongo.errors import PyMongoError
 
-from oauth.providers import display_name
+from admin import parents
+from oauth.providers import AppsConfigError, display_name, load_registry
 from settings import Settings, SettingsError, load_settings
 from storage.audit import CONNECTION_CREATED, CONNECTION_DELETED
 from storage.connections import ConnectionExists, ParentNotFound
@@ -120,6 +124,18 @@ def _parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", help="delete a connection (a parent keeps its children)")
     delete.add_argument("id")
 
+    parents = topics.add_parser("parents", help="parent connections (a recipe's default account)")
+    parent_commands = parents.add_subparsers(dest="command", required=True)
+    authorize = parent_commands.add_parser(
+        "authorize", help="sign in to an app and store the account as a parent connection"
+    )
+    authorize.add_argument("--app", required=True, help="the app key in APPS_FILE")
+    parent_commands.add_parser("list", help="list parent connections and their children")
+    remove = parent_commands.add_parser(
+        "delete", help="delete a parent connection (its runtime connections stay stored)"
+    )
+    remove.add_argument("id")
+
     tokens = topics.add_parser("tokens", help="token encryption keys")
     token_commands = tokens.add_subparsers(dest="command", required=True)
     token_commands.add_parser("new-key", help="print a new key for TOKEN_ENCRYPTION_KEYS")
@@ -149,9 +165,49 @@ async def _reencrypt(settings: Settings, out: TextIO) -> int:
     return 0
 
 
-async def _run(arguments: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+async def _parents(
+    arguments: argparse.Namespace, settings: Settings, out: TextIO, ask: Callable[[str], str]
+) -> int:
+    providers = load_registry(settings.apps_file)
+    async with _database(settings) as database:
+        if arguments.command == "list":
+            return await parents.list_parents(database, providers.display_name, out)
+        if arguments.command == "delete":
+            target = await database.connections.get(arguments.id)
+            if target is None or target.kind is not ConnectionKind.PARENT:
+                print(f"No parent connection has the id {arguments.id}.", file=out)
+                return 1
+            deleted = await database.connections.delete(arguments.id)
+            if deleted is not None:
+                actor = Actor.operator(getpass.getuser())
+                await database.audit.record(
+                    actor=actor, action=CONNECTION_DELETED, connection=deleted
+                )
+            print(f"Deleted parent {arguments.id}; its runtime connections stay stored.", file=out)
+            return 0
+        cipher = load_token_cipher(
+            configured_keys=settings.encryption_keys,
+            data_dir=settings.data_dir,
+            production=settings.auth_enabled,
+        )
+        return await parents.authorize(
+            settings=settings,
+            database=database,
+            providers=providers,
+            cipher=cipher,
+            app_key=arguments.app,
+            out=out,
+            ask=ask,
+        )
+
+
+async def _run(
+    arguments: argparse.Namespace, settings: Settings, out: TextIO, ask: Callable[[str], str]
+) -> int:
     if arguments.topic == "tokens":
         return await _reencrypt(settings, out)
+    if arguments.topic == "parents":
+        return await _parents(arguments, settings, out, ask)
     actor = Actor.operator(getpass.getuser())
     async with _database(settings) as database:
         store = database.connections
@@ -204,14 +260,19 @@ async def _run(arguments: argparse.Namespace, settings: Settings, out: TextIO) -
         return 0
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO = sys.stdout,
+    ask: Callable[[str], str] = input,
+) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.topic == "tokens" and arguments.command == "new-key":
         print(new_key(), file=out)
         return 0
     try:
         settings = load_settings()
-        return asyncio.run(_run(arguments, settings, out))
-    except (SettingsError, StoreUnavailable, TokenKeyError, ValueError) as error:
+        return asyncio.run(_run(arguments, settings, out, ask))
+    except (SettingsError, StoreUnavailable, TokenKeyError, AppsConfigError, ValueError) as error:
         print(f"Cannot run: {error}", file=sys.stderr)
         return 2

@@ -119,20 +119,22 @@ def failure_page(failure: CallbackFailure) -> web.Response:
     )
 
 
-def _cookie_value(code: str, app_name: str) -> str:
-    return base64.urlsafe_b64encode(f"{code}\n{app_name}".encode()).decode()
+def _cookie_value(purpose: str, code: str, app_name: str) -> str:
+    return base64.urlsafe_b64encode(f"{purpose}\n{code}\n{app_name}".encode()).decode()
 
 
-def _read_cookie(value: str | None) -> tuple[str, str] | None:
+def _read_cookie(value: str | None) -> tuple[str, str, str] | None:
     if not value:
         return None
     try:
-        code, app_name = base64.urlsafe_b64decode(value.encode()).decode().split("\n", 1)
+        purpose, code, app_name = (
+            base64.urlsafe_b64decode(value.encode()).decode().split("\n", 2)
+        )
     except (ValueError, UnicodeDecodeError):
         return None
-    if not (len(code) == 6 and code.isdigit()):
+    if purpose not in ("runtime", "parent") or not (len(code) == 6 and code.isdigit()):
         return None
-    return code, app_name
+    return purpose, code, app_name
 
 
 def sign_in_routes(service_key: web.AppKey[SignInService]) -> list[web.RouteDef]:
@@ -158,7 +160,7 @@ def sign_in_routes(service_key: web.AppKey[SignInService]) -> list[web.RouteDef]
         response = web.Response(status=303, headers={"Location": "/auth/done", **_headers()})
         response.set_cookie(
             RESULT_COOKIE,
-            _cookie_value(result.code, result.app_name),
+            _cookie_value(result.purpose, result.code, result.app_name),
             max_age=RESULT_LIFETIME_S,
             path="/auth/done",
             httponly=True,
@@ -177,7 +179,15 @@ def sign_in_routes(service_key: web.AppKey[SignInService]) -> list[web.RouteDef]
                 body=f"<p>{html.escape(messages.SIGNIN_PAGE_NO_RESULT)}</p>",
                 nonce=nonce,
             )
-        code, app_name = result
+        purpose, code, app_name = result
+        if purpose == "parent":
+            # An operator's sign-in is accepted at the command line, not with a code in Teams.
+            return _page(
+                status=200,
+                title=messages.SIGNIN_PAGE_TITLE.format(app=app_name),
+                body=f"<p>{html.escape(messages.SIGNIN_PAGE_PARENT)}</p>",
+                nonce=nonce,
+            )
         body = _DONE_BODY.substitute(
             instructions=html.escape(messages.SIGNIN_PAGE_CODE), code=html.escape(code)
         )

@@ -111,6 +111,7 @@ class SignInError(Exception):
 class CallbackResult:
     code: str
     app_name: str
+    purpose: str = "runtime"
 
 
 class Verification(StrEnum):
@@ -176,6 +177,26 @@ class SignInService:
             run_id=run_id,
         )
         return f"{self.public_base_url}/auth/start?state={state}"
+
+    async def start_parent(self, *, app_key: str, operator: Owner) -> tuple[str, str]:
+        """An operator's sign-in for a new parent connection of app `app_key`.
+
+        Returns:
+            The pending sign-in's id (to watch from the command line) and the URL to open.
+        """
+        if self.providers.get(app_key) is None:
+            raise ValueError(f"no app {app_key!r} is configured in APPS_FILE")
+        state = secrets.token_urlsafe(32)
+        login = await self.login_states.create(
+            state_hash=hash_state(state),
+            owner=operator,
+            conversation={},
+            parent_id=None,
+            provider=app_key,
+            verifier=self.cipher.seal_text(new_code_verifier()),
+            purpose="parent",
+        )
+        return login.id, f"{self.public_base_url}/auth/start?state={state}"
 
     async def authorize_redirect(self, state: str | None) -> str:
         """The provider URL to send the browser to, for a live `started` sign-in."""
@@ -262,7 +283,9 @@ class SignInService:
             attached = False
         if not attached:
             raise SignInError(CallbackFailure.STORAGE_ERROR)
-        return CallbackResult(code=verification_code, app_name=provider.name)
+        return CallbackResult(
+            code=verification_code, app_name=provider.name, purpose=login.purpose
+        )
 
     async def verify(self, *, owner: Owner, code: str) -> VerifyResult:
         """Match a verification code sent by `owner`; write the connection on success."""
@@ -293,6 +316,7 @@ class SignInService:
 
     async def _store_connection(self, owner: Owner, login: LoginState) -> Connection:
         assert login.tokens is not None and login.account is not None
+        assert login.parent_id is not None
         # The record keeps the names Teams sent with this activity (they may have changed).
         person = owner.model_copy(
             update={"teams_user_id": owner.teams_user_id or login.owner.teams_user_id}

@@ -58,8 +58,11 @@ class LoginState(BaseModel):
     step: Step
     owner: Owner
     conversation: dict[str, Any]
-    parent_id: str
+    parent_id: str | None
     provider: str
+    # "runtime": a person connects their own account; "parent": an operator authorizes a
+    # parent connection from the command line (verified there, never by a code in Teams).
+    purpose: str = "runtime"
     run_id: str | None = None
     verifier: EncryptedTokens | None = None
     tokens: EncryptedTokens | None = None
@@ -74,7 +77,8 @@ class LoginState(BaseModel):
     def from_document(cls, document: Document) -> LoginState:
         data = dict(document)
         data["id"] = str(data.pop("_id"))
-        data["parent_id"] = str(data["parent_id"])
+        if data.get("parent_id") is not None:
+            data["parent_id"] = str(data["parent_id"])
         return cls.model_validate(data)
 
 
@@ -110,23 +114,26 @@ class LoginStateStore:
         state_hash: str,
         owner: Owner,
         conversation: dict[str, Any],
-        parent_id: str,
+        parent_id: str | None,
         provider: str,
         verifier: EncryptedTokens,
         run_id: str | None = None,
+        purpose: str = "runtime",
         now: datetime | None = None,
     ) -> LoginState:
         """Store a new pending sign-in, discarding the person's earlier one for that parent."""
         now = now or datetime.now(UTC)
-        await self.discard_pending(owner=owner, parent_id=parent_id)
+        if parent_id is not None:
+            await self.discard_pending(owner=owner, parent_id=parent_id)
         document: Document = {
             "_id": ObjectId(),
             "state_hash": state_hash,
             "step": Step.STARTED.value,
             "owner": owner.model_dump(),
             "conversation": conversation,
-            "parent_id": ObjectId(parent_id),
+            "parent_id": ObjectId(parent_id) if parent_id else None,
             "provider": provider,
+            "purpose": purpose,
             "run_id": run_id,
             "verifier": verifier.model_dump(),
             "tokens": None,
@@ -197,6 +204,7 @@ class LoginStateStore:
         cursor = self._states.find(
             {
                 **_owner_filter(owner),
+                "purpose": {"$ne": "parent"},
                 "step": {"$in": list(PENDING_STEPS)},
                 **_live(datetime.now(UTC)),
             }
@@ -208,12 +216,23 @@ class LoginStateStore:
         document = await self._states.find_one(
             {
                 **_owner_filter(owner),
+                "purpose": {"$ne": "parent"},
                 "code_hash": code_hash,
                 "step": {"$in": [Step.AWAITING_CODE.value, Step.DONE.value]},
                 **_live(datetime.now(UTC)),
             }
         )
         return LoginState.from_document(document) if document else None
+
+    async def get(self, login_id: str) -> LoginState | None:
+        document = await self._states.find_one({"_id": ObjectId(login_id)})
+        return LoginState.from_document(document) if document else None
+
+    async def discard(self, login_id: str) -> None:
+        await self._states.update_one(
+            {"_id": ObjectId(login_id), "step": {"$in": list(PENDING_STEPS)}},
+            {"$set": {"step": Step.DISCARDED.value}, "$unset": {"verifier": "", "tokens": ""}},
+        )
 
     async def complete(self, login_id: str) -> bool:
         """Mark a verified sign-in done; only one caller ever gets True."""
@@ -228,7 +247,11 @@ class LoginStateStore:
 
     async def discard_pending(self, *, owner: Owner, parent_id: str | None = None) -> int:
         """Drop the person's pending sign-ins (all, or for one parent)."""
-        query: Document = {**_owner_filter(owner), "step": {"$in": list(PENDING_STEPS)}}
+        query: Document = {
+            **_owner_filter(owner),
+            "purpose": {"$ne": "parent"},
+            "step": {"$in": list(PENDING_STEPS)},
+        }
         if parent_id is not None:
             query["parent_id"] = ObjectId(parent_id)
         result = await self._states.update_many(

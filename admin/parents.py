@@ -1,0 +1,165 @@
+"""Parent connections from the command line: authorize (with the operator's acceptance), list.
+
+`authorize` prints a sign-in URL, waits until the browser flow has finished at the bot's
+`/auth/callback`, shows the account that signed in and stores the parent only when the operator
+accepts it: a forwarded URL can therefore never silently install someone else's account. When
+no bot answers at PUBLIC_BASE_URL and it is a local address, the command serves the `/auth/*`
+pages itself for the duration of the sign-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from oauth.pages import sign_in_routes
+from oauth.providers import ProviderRegistry
+from oauth.signin import SignInService
+from settings import Settings
+from storage.audit import CONNECTION_CREATED
+from storage.crypto import TokenCipher
+from storage.database import Database
+from storage.login_states import LoginState, Step
+from storage.models import Actor, ConnectionKind, Owner
+
+POLL_S = 0.5
+_SIGNIN = web.AppKey("signin", SignInService)
+
+
+def operator_owner() -> Owner:
+    login = getpass.getuser()
+    return Owner(tenant_id="", aad_object_id=f"operator:{login}", name=login)
+
+
+async def _bot_answers(base_url: str) -> bool:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+            session.get(f"{base_url}/healthz") as response,
+        ):
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+@asynccontextmanager
+async def _auth_pages(base_url: str, signin: SignInService, out: TextIO) -> AsyncIterator[None]:
+    """Serve /auth/* locally when no bot does (only for a loopback PUBLIC_BASE_URL)."""
+    parts = urlsplit(base_url)
+    if await _bot_answers(base_url) or parts.hostname not in ("localhost", "127.0.0.1"):
+        yield
+        return
+    app = web.Application()
+    app[_SIGNIN] = signin
+    app.router.add_routes(sign_in_routes(_SIGNIN))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, parts.hostname, parts.port or 80).start()
+        print(f"(No bot answers at {base_url}: serving its sign-in pages here.)", file=out)
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def _wait_for_account(database: Database, login_id: str) -> LoginState | None:
+    while True:
+        login = await database.login_states.get(login_id)
+        if login is None or login.step in (Step.FAILED, Step.DISCARDED):
+            return None
+        if login.account is not None and login.tokens is not None:
+            return login
+        if login.expires_at <= datetime.now(UTC):
+            return None
+        # The browser flow happens elsewhere; the record is all there is to watch.
+        await asyncio.sleep(POLL_S)
+
+
+async def authorize(
+    *,
+    settings: Settings,
+    database: Database,
+    providers: ProviderRegistry,
+    cipher: TokenCipher,
+    app_key: str,
+    out: TextIO,
+    ask: Callable[[str], str],
+) -> int:
+    """Run an operator's sign-in for a new parent connection of `app_key`."""
+    base_url = str(settings.public_base_url).rstrip("/")
+    signin = SignInService(
+        providers=providers,
+        connections=database.connections,
+        login_states=database.login_states,
+        audit=database.audit,
+        cipher=cipher,
+        public_base_url=base_url,
+    )
+    operator = operator_owner()
+    provider = providers.get(app_key)
+    if provider is None:
+        print(f"No app {app_key!r} is configured in APPS_FILE.", file=out)
+        return 2
+    login_id, url = await signin.start_parent(app_key=app_key, operator=operator)
+    async with _auth_pages(base_url, signin, out):
+        print(
+            f"Open this URL in a browser and sign in to {provider.name} with the account the "
+            f"parent connection should use (valid for 10 minutes):\n{url}",
+            file=out,
+            flush=True,
+        )
+        login = await _wait_for_account(database, login_id)
+    if login is None or login.account is None or login.tokens is None:
+        print("The sign-in did not complete; nothing was stored.", file=out)
+        return 1
+    print(f"Signed in to {provider.name} as {login.account.display_name}.", file=out, flush=True)
+    answer = await asyncio.to_thread(ask, "Store this account as the parent connection? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        await database.login_states.discard(login_id)
+        print("Not stored.", file=out)
+        return 1
+    parent = await database.connections.create_parent(
+        provider=app_key,
+        owner=operator,
+        account=login.account,
+        scopes=login.scopes,
+        api_base_url=login.api_base_url,
+        tokens=login.tokens,
+    )
+    await database.login_states.complete(login_id)
+    await database.audit.record(
+        actor=Actor.operator(operator.name), action=CONNECTION_CREATED, connection=parent
+    )
+    print(
+        f"Stored parent connection {parent.id} ({provider.name}, {login.account.display_name}).",
+        file=out,
+    )
+    return 0
+
+
+async def list_parents(database: Database, names: Callable[[str], str], out: TextIO) -> int:
+    """One line per parent: id, app, account, status, and how many runtime children it has."""
+    everything = await database.connections.list_all()
+    for parent in (c for c in everything if c.kind is ConnectionKind.PARENT):
+        children = sum(1 for c in everything if c.parent_id == parent.id)
+        print(
+            "\t".join(
+                [
+                    parent.id,
+                    names(parent.provider),
+                    parent.account_label,
+                    parent.status.value,
+                    f"{children} runtime connection(s)",
+                ]
+            ),
+            file=out,
+        )
+    return 0
