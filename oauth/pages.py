@@ -127,9 +127,8 @@ def _read_cookie(value: str | None) -> tuple[str, str, str] | None:
     if not value:
         return None
     try:
-        purpose, code, app_name = (
-            base64.urlsafe_b64decode(value.encode()).decode().split("\n", 2)
-        )
+        decoded = base64.urlsafe_b64decode(value.encode()).decode()
+        purpose, code, app_name = decoded.split("\n", 2)
     except (ValueError, UnicodeDecodeError):
         return None
     if purpose not in ("runtime", "parent") or not (len(code) == 6 and code.isdigit()):

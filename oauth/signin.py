@@ -283,9 +283,7 @@ class SignInService:
             attached = False
         if not attached:
             raise SignInError(CallbackFailure.STORAGE_ERROR)
-        return CallbackResult(
-            code=verification_code, app_name=provider.name, purpose=login.purpose
-        )
+        return CallbackResult(code=verification_code, app_name=provider.name, purpose=login.purpose)
 
     async def verify(self, *, owner: Owner, code: str) -> VerifyResult:
         """Match a verification code sent by `owner`; write the connection on success."""
