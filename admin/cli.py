@@ -5,7 +5,7 @@
     python -m admin connections create-runtime --parent ID --tenant T --user OBJECT_ID \\
         --name "Jane Doe" --account jane@contoso.com [--status connected]
     python -m admin connections delete ID
-    python -m admin parents authorize --app sandbox
+    python -m admin parents authorize NAME
     python -m admin parents list
     python -m admin parents delete ID
     python -m admin tokens new-key
@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     authorize = parent_commands.add_parser(
         "authorize", help="sign in to an app and store the account as a parent connection"
     )
-    authorize.add_argument("--app", required=True, help="the app key in APPS_FILE")
+    authorize.add_argument("name", help="a parent configured in APPS_FILE [parents]")
     parent_commands.add_parser("list", help="list parent connections and their children")
     remove = parent_commands.add_parser(
         "delete", help="delete a parent connection (its runtime connections stay stored)"
@@ -195,7 +195,7 @@ async def _parents(
             database=database,
             providers=providers,
             cipher=cipher,
-            app_key=arguments.app,
+            parent_name=arguments.name,
             out=out,
             ask=ask,
         )

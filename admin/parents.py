@@ -89,11 +89,11 @@ async def authorize(
     database: Database,
     providers: ProviderRegistry,
     cipher: TokenCipher,
-    app_key: str,
+    parent_name: str,
     out: TextIO,
     ask: Callable[[str], str],
 ) -> int:
-    """Run an operator's sign-in for a new parent connection of `app_key`."""
+    """Run an operator's sign-in for the configured parent connection `parent_name`."""
     base_url = str(settings.public_base_url).rstrip("/")
     signin = SignInService(
         providers=providers,
@@ -104,10 +104,13 @@ async def authorize(
         public_base_url=base_url,
     )
     operator = operator_owner()
-    provider = providers.get(app_key)
-    if provider is None:
-        print(f"No app {app_key!r} is configured in APPS_FILE.", file=out)
+    configured = providers.parents.get(parent_name)
+    if configured is None:
+        print(f"No parent {parent_name!r} is configured in APPS_FILE [parents].", file=out)
         return 2
+    app_key = configured.app
+    provider = providers.get(app_key)
+    assert provider is not None  # load_registry checked it
     login_id, url = await signin.start_parent(app_key=app_key, operator=operator)
     async with _auth_pages(base_url, signin, out):
         print(
@@ -126,14 +129,26 @@ async def authorize(
         await database.login_states.discard(login_id)
         print("Not stored.", file=out)
         return 1
-    parent = await database.connections.create_parent(
-        provider=app_key,
-        owner=operator,
-        account=login.account,
-        scopes=login.scopes,
-        api_base_url=login.api_base_url,
-        tokens=login.tokens,
-    )
+    existing = await database.connections.find_parent(parent_name)
+    if existing is not None:
+        parent = await database.connections.replace_parent_credentials(
+            connection_id=existing.id,
+            account=login.account,
+            tokens=login.tokens,
+            scopes=login.scopes,
+            api_base_url=login.api_base_url,
+        )
+        assert parent is not None
+    else:
+        parent = await database.connections.create_parent(
+            provider=app_key,
+            owner=operator,
+            account=login.account,
+            scopes=login.scopes,
+            api_base_url=login.api_base_url,
+            tokens=login.tokens,
+            name=parent_name,
+        )
     await database.login_states.complete(login_id)
     await database.audit.record(
         actor=Actor.operator(operator.name), action=CONNECTION_CREATED, connection=parent
@@ -154,6 +169,7 @@ async def list_parents(database: Database, names: Callable[[str], str], out: Tex
             "\t".join(
                 [
                     parent.id,
+                    parent.name or "-",
                     names(parent.provider),
                     parent.account_label,
                     parent.status.value,

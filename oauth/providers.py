@@ -237,10 +237,27 @@ _PRESETS = {
 
 
 @dataclass(frozen=True)
+class ParentConfig:
+    """A configured parent connection: a name recipes refer to, its app, and whom to ask."""
+
+    name: str
+    app: str
+    contact: str
+
+
+class ParentTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app: str
+    contact: str = "your administrator"
+
+
+@dataclass(frozen=True)
 class ProviderRegistry:
-    """The configured apps by key."""
+    """The configured apps by key, and the configured parent connections by name."""
 
     providers: Mapping[str, Provider] = field(default_factory=dict)
+    parents: Mapping[str, ParentConfig] = field(default_factory=dict)
 
     def get(self, key: str) -> Provider | None:
         return self.providers.get(key)
@@ -265,7 +282,7 @@ def load_registry(path: Path | None, environ: Mapping[str, str] | None = None) -
         raise AppsConfigError(f"{path}: cannot be read ({error.strerror}).") from None
     except tomllib.TOMLDecodeError as error:
         raise AppsConfigError(f"{path}: is not valid TOML ({error}).") from None
-    unknown = set(document) - {"apps"}
+    unknown = set(document) - {"apps", "parents"}
     if unknown:
         raise AppsConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}.")
     apps = document.get("apps", {})
@@ -286,7 +303,29 @@ def load_registry(path: Path | None, environ: Mapping[str, str] | None = None) -
             raise AppsConfigError(f"{where}.{location}: {message}.") from None
         except ValueError as error:
             raise AppsConfigError(f"{where}: {error}.") from None
-    return ProviderRegistry(providers)
+    return ProviderRegistry(providers, _load_parents(path, document.get("parents", {}), providers))
+
+
+def _load_parents(
+    path: Path, tables: Any, providers: Mapping[str, Provider]
+) -> dict[str, ParentConfig]:
+    if not isinstance(tables, dict):
+        raise AppsConfigError(f"{path}: [parents] must be a table.")
+    parents: dict[str, ParentConfig] = {}
+    for name, table in tables.items():
+        where = f"{path}: parents.{name}"
+        if not name.replace("_", "").isalnum() or not name.islower():
+            raise AppsConfigError(f"{where}: parent names use lower-case letters, digits and _.")
+        try:
+            parent = ParentTable.model_validate(table)
+        except ValidationError as error:
+            first = error.errors()[0]
+            location = ".".join(str(part) for part in first["loc"])
+            raise AppsConfigError(f"{where}.{location}: {first['msg']}.") from None
+        if parent.app not in providers:
+            raise AppsConfigError(f"{where}.app: no app {parent.app!r} is configured.")
+        parents[name] = ParentConfig(name=name, app=parent.app, contact=parent.contact)
+    return parents
 
 
 def display_name(provider: str) -> str:

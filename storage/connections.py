@@ -96,6 +96,9 @@ class ConnectionStore:
             name="by_owner",
         )
         await self._connections.create_index([("kind", ASCENDING)], name="by_kind")
+        await self._connections.create_index(
+            [("kind", ASCENDING), ("name", ASCENDING)], name="parents_by_name"
+        )
 
     async def create_parent(
         self,
@@ -107,6 +110,7 @@ class ConnectionStore:
         api_base_url: str | None = None,
         tokens: EncryptedTokens | None = None,
         status: ConnectionStatus = ConnectionStatus.CONNECTED,
+        name: str | None = None,
     ) -> Connection:
         """Store a parent connection: a recipe's default account, authorized by an admin."""
         document = self._new_document(
@@ -120,8 +124,58 @@ class ConnectionStore:
             tokens=tokens,
             status=status,
         )
+        if name is not None:
+            document["name"] = name
         await self._connections.insert_one(document)
         return Connection.from_document(document)
+
+    async def find_parent(self, name: str) -> Connection | None:
+        """The parent connection stored under a configured name (the newest, if several)."""
+        cursor = (
+            self._connections.find({"kind": ConnectionKind.PARENT.value, "name": name})
+            .sort([("created_at", -1)])
+            .limit(1)
+        )
+        documents = [document async for document in cursor]
+        return Connection.from_document(documents[0]) if documents else None
+
+    async def replace_parent_credentials(
+        self,
+        *,
+        connection_id: str,
+        account: ProviderAccount,
+        tokens: EncryptedTokens,
+        scopes: list[str],
+        api_base_url: str | None,
+    ) -> Connection | None:
+        """An operator authorized an existing parent again: new account and tokens, same id."""
+        await self._connections.update_one(
+            {"_id": ObjectId(connection_id), "kind": ConnectionKind.PARENT.value},
+            {
+                "$set": {
+                    "account": account.model_dump(),
+                    "tokens": tokens.model_dump(),
+                    "scopes": scopes,
+                    "api_base_url": api_base_url,
+                    "status": ConnectionStatus.CONNECTED.value,
+                    "refresh_lease_until": None,
+                    "updated_at": datetime.now(UTC),
+                },
+                "$inc": {"version": 1},
+            },
+        )
+        return await self.get(connection_id)
+
+    async def find_runtime(self, *, parent_id: str, owner: Owner) -> Connection | None:
+        """The person's runtime connection under a parent, if any."""
+        document = await self._connections.find_one(
+            {
+                "parent_id": ObjectId(parent_id),
+                "kind": ConnectionKind.RUNTIME.value,
+                **_owner_filter(owner),
+            }
+        )
+        return Connection.from_document(document) if document else None
 
     async def create_runtime(
         self,

@@ -64,6 +64,8 @@ class Connection(BaseModel):
     id: str
     kind: ConnectionKind
     provider: str
+    # Parents: the configured name recipes refer to (see APPS_FILE [parents]).
+    name: str | None = None
     parent_id: str | None = None
     owner: Owner
     account: ProviderAccount | None = None

@@ -30,3 +30,5 @@ def test_example_apps_file_loads() -> None:
         "acme_crm",
     }
     assert registry.display_name("acme_crm") == "Acme CRM"
+    assert set(registry.parents) == {"sales_salesforce", "it_servicenow", "files_box", "m365_graph"}
+    assert registry.parents["files_box"].contact == "your administrator"

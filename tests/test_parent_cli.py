@@ -51,6 +51,9 @@ async def bot(
         f'base_url = "{sandbox.base_url}"\n'
         'client_id = "sandbox-client"\n'
         'client_secret_env = "SANDBOX_CLIENT_SECRET"\n'
+        "[parents.sandbox_team]\n"
+        'app = "sandbox"\n'
+        'contact = "Ada Admin"\n'
     )
     monkeypatch.setenv("SANDBOX_CLIENT_SECRET", "sandbox-secret")
     return await start_bot(
@@ -83,7 +86,7 @@ async def run_cli(bot: RunningBot, *argv: str) -> asyncio.subprocess.Process:
 
 async def sign_in_from_cli(bot: RunningBot, user: str) -> asyncio.subprocess.Process:
     """Start `parents authorize`, complete the browser part as `user`, wait for the prompt."""
-    cli = await run_cli(bot, "parents", "authorize", "--app", "sandbox")
+    cli = await run_cli(bot, "parents", "authorize", "sandbox_team")
     assert cli.stdout is not None
     url = ""
     while not url.startswith("http"):
@@ -112,8 +115,15 @@ async def test_authorize_and_accept_stores_the_parent(bot: RunningBot) -> None:
     assert len(parents) == 1
     assert parents[0].account is not None
     assert parents[0].account.display_name == "omar@sandbox.example"
-    assert parents[0].tokens is not None
+    assert parents[0].tokens is not None and parents[0].name == "sandbox_team"
     assert b"Stored parent connection" in out
+
+    again = await sign_in_from_cli(bot, "alex")  # authorizing again replaces, same record
+    await again.communicate(b"y\n")
+    [replaced] = await bot.database.connections.list_all(kind=ConnectionKind.PARENT)
+    assert replaced.id == parents[0].id
+    assert replaced.account is not None
+    assert replaced.account.display_name == "alex@sandbox.example"
 
 
 async def test_authorize_and_reject_stores_nothing(bot: RunningBot) -> None:
@@ -141,8 +151,9 @@ async def test_list_and_delete_keep_children(bot: RunningBot) -> None:
     )
     listing = await run_cli(bot, "parents", "list")
     out, _ = await listing.communicate()
-    assert f"{parent.id}\tSandbox\tadmin@sandbox.example\tconnected\t1 runtime connection(s)" in (
-        out.decode()
+    assert (
+        f"{parent.id}\t-\tSandbox\tadmin@sandbox.example\tconnected\t1 runtime connection(s)"
+        in out.decode()
     )
 
     deleting = await run_cli(bot, "parents", "delete", parent.id)
