@@ -21,6 +21,7 @@ from bots.auth import TeamsBotAuthentication
 from bots.bot import RuntimeConnectionsBot, on_turn_error
 from bots.connections_handlers import ConnectionsHandlers
 from bots.endpoint import messages_endpoint
+from bots.recipe_handlers import RecipeHandlers
 from bots.router import Router
 from bots.signin_handlers import LoginCards, SignInHandlers
 from connections.service import ConnectionsService
@@ -28,6 +29,8 @@ from oauth.pages import sign_in_routes
 from oauth.providers import AppsConfigError, ProviderRegistry, load_registry
 from oauth.signin import SignInService
 from oauth.tokens import TokenService
+from recipes.definitions import BUILTIN_COMMANDS, RecipeBook, RecipesConfigError, load_recipes
+from recipes.runner import RecipeRunner
 from settings import Settings, SettingsError, load_settings
 from storage.crypto import TokenCipher
 from storage.database import Database, open_database
@@ -43,6 +46,7 @@ BOT_KEY = web.AppKey("bot", RuntimeConnectionsBot)
 SIGNIN_KEY = web.AppKey("signin", SignInService)
 LOGIN_CARDS_KEY = web.AppKey("login_cards", LoginCards)
 TOKENS_KEY = web.AppKey("tokens", TokenService)
+RECIPES_KEY = web.AppKey("recipes", RecipeBook)
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -65,6 +69,7 @@ def build_router(
     signin: SignInService,
     login_cards: LoginCards,
     tokens: TokenService,
+    recipes: RecipeHandlers,
 ) -> Router:
     router = Router()
     service = ConnectionsService(
@@ -73,9 +78,23 @@ def build_router(
         names=signin.providers.display_name,
         revoke=tokens.revoke,
     )
-    ConnectionsHandlers(service=service, bot_app_id=settings.app_id or "").register(router)
+    ConnectionsHandlers(
+        service=service,
+        bot_app_id=settings.app_id or "",
+        recipes_help=tuple(recipes.help_entries()),
+    ).register(router)
     SignInHandlers(signin=signin, login_cards=login_cards, connections=service).register(router)
+    recipes.register(router)
     return router
+
+
+def load_recipe_book(settings: Settings, providers: ProviderRegistry) -> RecipeBook:
+    """The recipes file (none: no recipes); code recipes can be added to the book later."""
+    if settings.recipes_file is None:
+        return RecipeBook(parent_names=providers.parents, reserved_phrases=BUILTIN_COMMANDS)
+    return load_recipes(
+        settings.recipes_file, parent_names=providers.parents, reserved_phrases=BUILTIN_COMMANDS
+    )
 
 
 def load_providers(settings: Settings) -> ProviderRegistry:
@@ -93,6 +112,7 @@ def load_cipher(settings: Settings) -> TokenCipher:
 async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     providers = load_providers(settings)
+    book = load_recipe_book(settings, providers)
     cipher = load_cipher(settings)
     async with (
         open_database(
@@ -119,7 +139,27 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
         )
         login_cards = LoginCards(signin=signin, bot_app_id=settings.app_id or "")
         tokens = TokenService(providers=providers, connections=database.connections, cipher=cipher)
-        router = build_router(database, settings, signin, login_cards, tokens)
+        await database.recipe_settings.seed(
+            {recipe.key: recipe.verify_user_access for recipe in book}
+        )
+        runner = RecipeRunner(
+            providers=providers,
+            connections=database.connections,
+            settings=database.recipe_settings,
+            runs=database.recipe_runs,
+            audit=database.audit,
+            tokens=tokens,
+            session=session,
+            action_timeout_s=settings.recipe_timeout_s,
+        )
+        recipe_handlers = RecipeHandlers(
+            book=book,
+            runner=runner,
+            login_cards=login_cards,
+            bot_app_id=settings.app_id or "",
+            acknowledge_after_s=settings.recipe_acknowledge_after_s,
+        )
+        router = build_router(database, settings, signin, login_cards, tokens, recipe_handlers)
         bot = RuntimeConnectionsBot(settings=settings, router=router)
         app[SIGNIN_KEY] = signin
         app[TOKENS_KEY] = tokens
@@ -127,7 +167,11 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
         app[DATABASE_KEY] = database
         app[ADAPTER_KEY] = adapter
         app[BOT_KEY] = bot
-        yield
+        app[RECIPES_KEY] = book
+        try:
+            yield
+        finally:
+            await recipe_handlers.close()
 
 
 async def _post_messages(request: web.Request) -> web.StreamResponse:
@@ -178,7 +222,7 @@ def main() -> int:
             access_log_class=PathOnlyAccessLogger,
             print=None,
         )
-    except (StoreUnavailable, AppsConfigError, TokenKeyError) as error:
+    except (StoreUnavailable, AppsConfigError, RecipesConfigError, TokenKeyError) as error:
         print(f"Cannot start: {error}", file=sys.stderr)
         return 2
     return 0

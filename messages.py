@@ -156,3 +156,27 @@ LOG_SIGNIN_FAILED = "Sign-in callback failed: %s"
 # --- Tokens ------------------------------------------------------------------------------------
 LOG_REFRESH_REJECTED = "Refresh refused by %s (%s): the connection needs sign-in"
 LOG_REVOKE_FAILED = "Revocation at %s failed; the local change stands"
+
+# --- Recipes -----------------------------------------------------------------------------------
+RECIPE_CREDITED = "{verb} in {app} as {account}"
+RECIPE_PARENT_REMOVED = (
+    "{recipe} can't run: its {app} app connection was removed. Ask {contact} to set it up again."
+)
+RECIPE_PARENT_NEEDS_AUTH = (
+    "{recipe} can't run: its {app} app connection needs to be authorized again. Ask {contact}."
+)
+RECIPE_SIGN_IN_NEEDED = (
+    "{recipe} acts as you in {app}, so you need to sign in with your own {app} account first. "
+    "I've sent you a sign-in card in our 1:1 chat; once you're connected, run the command again."
+)
+RECIPE_PROVIDER_ERROR = "{app} did not accept the request: {detail}"
+RECIPE_PROVIDER_UNAVAILABLE = "{app} can't be reached right now. Please try again later."
+RECIPE_TIMEOUT = (
+    "{app} didn't answer in time. It may or may not have done it: check in {app} before trying "
+    "again."
+)
+RECIPE_FAILED_TITLE = "{recipe} didn't complete"
+RECIPE_WORKING = "Working on {recipe}…"
+HELP_RECIPES = "Recipes"
+LOG_RECIPE_DUPLICATE = "Ignored a repeated delivery of an activity that already ran %s"
+LOG_RECIPE_FAILED = "Recipe %s failed: %s"

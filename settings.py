@@ -93,14 +93,21 @@ class Settings(BaseSettings):
     port: int = Field(default=3978, ge=1, le=65535, validation_alias=AliasChoices("PORT"))
     log_level: LogLevel = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
     apps_file: Path | None = Field(default=None, validation_alias=AliasChoices("APPS_FILE"))
+    recipes_file: Path | None = Field(default=None, validation_alias=AliasChoices("RECIPES_FILE"))
     token_encryption_keys: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TOKEN_ENCRYPTION_KEYS")
+    )
+    recipe_timeout_s: float = Field(
+        default=20.0, gt=0, le=300, validation_alias=AliasChoices("RECIPE_TIMEOUT_SECONDS")
+    )
+    recipe_acknowledge_after_s: float = Field(
+        default=2.0, ge=0, le=10, validation_alias=AliasChoices("RECIPE_ACKNOWLEDGE_AFTER_SECONDS")
     )
     allowed_tenant_ids: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), validation_alias=AliasChoices("ALLOWED_TENANT_IDS")
     )
 
-    @field_validator("apps_file")
+    @field_validator("apps_file", "recipes_file")
     @classmethod
     def _apps_file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

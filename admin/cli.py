@@ -8,6 +8,8 @@
     python -m admin parents authorize NAME
     python -m admin parents list
     python -m admin parents delete ID
+    python -m admin recipes list
+    python -m admin recipes toggle KEY on|off
     python -m admin tokens new-key
     python -m admin tokens reencrypt
 
@@ -30,6 +32,7 @@ from pymongo.errors import PyMongoError
 
 from admin import parents
 from oauth.providers import AppsConfigError, display_name, load_registry
+from recipes.definitions import BUILTIN_COMMANDS, RecipesConfigError, load_recipes
 from settings import Settings, SettingsError, load_settings
 from storage.audit import CONNECTION_CREATED, CONNECTION_DELETED
 from storage.connections import ConnectionExists, ParentNotFound
@@ -136,6 +139,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("id")
 
+    recipes = topics.add_parser("recipes", help='recipes and their "Verify user access" setting')
+    recipe_commands = recipes.add_subparsers(dest="command", required=True)
+    recipe_commands.add_parser(
+        "list", help="each recipe's setting in the database and in the recipes file"
+    )
+    toggle = recipe_commands.add_parser(
+        "toggle", help='turn "Verify user access at runtime" on or off (next run, no restart)'
+    )
+    toggle.add_argument("key")
+    toggle.add_argument("value", choices=["on", "off"])
+
     tokens = topics.add_parser("tokens", help="token encryption keys")
     token_commands = tokens.add_subparsers(dest="command", required=True)
     token_commands.add_parser("new-key", help="print a new key for TOKEN_ENCRYPTION_KEYS")
@@ -201,9 +215,55 @@ async def _parents(
         )
 
 
+async def _recipes(arguments: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    providers = load_registry(settings.apps_file)
+    book = (
+        load_recipes(
+            settings.recipes_file,
+            parent_names=providers.parents,
+            reserved_phrases=BUILTIN_COMMANDS,
+        )
+        if settings.recipes_file
+        else None
+    )
+    file_defaults = {recipe.key: recipe.verify_user_access for recipe in book or ()}
+    async with _database(settings) as database:
+        store = database.recipe_settings
+        stored = await store.all()
+        if arguments.command == "list":
+            for key in sorted(set(file_defaults) | set(stored)):
+                in_db = stored.get(key)
+                in_file = file_defaults.get(key)
+                note = ""
+                if in_file is None:
+                    note = "\tnot in the recipes file"
+                elif in_db is not None and in_db != in_file:
+                    note = "\tdiffers from the file (the database wins)"
+                shown_db = "-" if in_db is None else ("on" if in_db else "off")
+                shown_file = "-" if in_file is None else ("on" if in_file else "off")
+                print(f"{key}\tdatabase: {shown_db}\tfile: {shown_file}{note}", file=out)
+            return 0
+        if arguments.key not in file_defaults and arguments.key not in stored:
+            print(f"No recipe has the key {arguments.key}.", file=out)
+            return 1
+        value = arguments.value == "on"
+        await store.set_verify_user_access(
+            arguments.key, value, changed_by=f"operator:{getpass.getuser()}"
+        )
+        await database.audit.record(
+            actor=Actor.operator(getpass.getuser()),
+            action="recipe.setting_changed",
+            details={"recipe": arguments.key, "verify_user_access": value},
+        )
+        print(f"{arguments.key}: Verify user access at runtime is now {arguments.value}.", file=out)
+        return 0
+
+
 async def _run(
     arguments: argparse.Namespace, settings: Settings, out: TextIO, ask: Callable[[str], str]
 ) -> int:
+    if arguments.topic == "recipes":
+        return await _recipes(arguments, settings, out)
     if arguments.topic == "tokens":
         return await _reencrypt(settings, out)
     if arguments.topic == "parents":
@@ -273,6 +333,13 @@ def main(
     try:
         settings = load_settings()
         return asyncio.run(_run(arguments, settings, out, ask))
-    except (SettingsError, StoreUnavailable, TokenKeyError, AppsConfigError, ValueError) as error:
+    except (
+        SettingsError,
+        StoreUnavailable,
+        TokenKeyError,
+        AppsConfigError,
+        RecipesConfigError,
+        ValueError,
+    ) as error:
         print(f"Cannot run: {error}", file=sys.stderr)
         return 2

@@ -41,6 +41,8 @@ def _chosen_connection(data: dict[str, Any]) -> str | None:
 class ConnectionsHandlers:
     service: ConnectionsService
     bot_app_id: str
+    # (usage, description) of each recipe, for the help card.
+    recipes_help: tuple[tuple[str, str], ...] = ()
 
     def register(self, router: Router) -> None:
         router.command(verbs.HELP, handler=self.help)
@@ -55,7 +57,7 @@ class ConnectionsHandlers:
         router.verb(verbs.CANCEL_DELETE, self.cancel_delete)
 
     async def help(self, turn: Turn) -> None:
-        await turn.send_card(help_card())
+        await turn.send_card(help_card(self.recipes_help))
 
     async def personal_connections(self, turn: Turn) -> None:
         card = await self._picklist(turn)

@@ -86,6 +86,17 @@ class TokenService:
         async with lock:
             return await self._refresh_once(connection_id)
 
+    async def replace_rejected_token(self, connection_id: str, rejected: str) -> str:
+        """A new access token after the provider's API refused `rejected` (a 401): refreshes
+        once, unless another caller already replaced that token.
+
+        Raises:
+            NeedsSignIn, TokenUnavailable: as `access_token`.
+        """
+        lock = self._locks.setdefault(connection_id, asyncio.Lock())
+        async with lock:
+            return await self._refresh_once(connection_id, rejected=rejected)
+
     async def _read(self, connection_id: str) -> dict[str, Any]:
         connection = await self.connections.get(connection_id)
         if (
@@ -99,7 +110,7 @@ class TokenService:
         except TokenDecryptionError:
             raise NeedsSignIn(connection_id) from None
 
-    async def _refresh_once(self, connection_id: str) -> str:
+    async def _refresh_once(self, connection_id: str, rejected: str | None = None) -> str:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_BOUND_S
         pause = _FIRST_WAIT_S
@@ -107,13 +118,13 @@ class TokenService:
         while True:
             tokens = await self._read(connection_id)
             now = datetime.now(UTC)
-            if _fresh(tokens, now):
+            if _fresh(tokens, now) and tokens["access_token"] != rejected:
                 return str(tokens["access_token"])  # someone else refreshed meanwhile
             if await self.connections.take_refresh_lease(
                 connection_id=connection_id, holder=holder, until=now + LEASE, now=now
             ):
                 try:
-                    return await self._refresh_holding_lease(connection_id, holder)
+                    return await self._refresh_holding_lease(connection_id, holder, rejected)
                 finally:
                     await self.connections.release_refresh_lease(
                         connection_id=connection_id, holder=holder
@@ -124,10 +135,12 @@ class TokenService:
             await asyncio.sleep(pause)
             pause = min(pause * 2, _MAX_WAIT_S)
 
-    async def _refresh_holding_lease(self, connection_id: str, holder: str) -> str:
+    async def _refresh_holding_lease(
+        self, connection_id: str, holder: str, rejected: str | None = None
+    ) -> str:
         # Re-read inside the lease: the previous holder may have just finished.
         tokens = await self._read(connection_id)
-        if _fresh(tokens, datetime.now(UTC)):
+        if _fresh(tokens, datetime.now(UTC)) and tokens["access_token"] != rejected:
             return str(tokens["access_token"])
         connection = await self.connections.get(connection_id)
         assert connection is not None

@@ -6,7 +6,8 @@ starts the sandbox OAuth2 provider on http://127.0.0.1:5001 and the bot on
 http://localhost:3978/api/messages (embedded store, authentication off), with a `sandbox` app
 configured, a parent connection for it, and a Disconnected sandbox connection for the Agents
 Playground's default user (Alex Wilber). In the Playground, type `personal_connections`, pick the
-sandbox connection, press Reconnect, sign in in the popup and type the code it shows.
+sandbox connection, press Reconnect, sign in in the popup and type the code it shows; then
+`sandbox opportunity "Acme" 5000` creates an opportunity in the sandbox credited to you.
 
 The sandbox is never started by `python app.py`: only this command (or the tests) run it.
 """
@@ -62,6 +63,30 @@ def write_apps_file(data_dir: Path, sandbox_url: str) -> Path:
         f'base_url = "{sandbox_url}"\n'
         f'client_id = "{CLIENT_ID}"\n'
         f'client_secret_env = "{SECRET_VARIABLE}"\n'
+        "[parents.sandbox_team]\n"
+        'app = "sandbox"\n'
+        'contact = "whoever runs this demo"\n'
+    )
+    return path
+
+
+def write_recipes_file(data_dir: Path) -> Path:
+    path = data_dir / "sandbox-recipes.toml"
+    path.write_text(
+        "# Written by `python -m sandbox.demo`.\n"
+        "[recipes.sandbox_opportunity]\n"
+        'name = "Sandbox opportunity"\n'
+        'phrase = "sandbox opportunity {name} {amount:number}"\n'
+        'parent = "sandbox_team"\n'
+        "verify_user_access = true\n"
+        'description = "Create an opportunity in the sandbox app, as yourself"\n'
+        "[recipes.sandbox_opportunity.action]\n"
+        'method = "POST"\n'
+        'url = "{connection.api_base_url}/api/opportunities"\n'
+        'body = { name = "{name}", amount = "{amount}" }\n'
+        "[recipes.sandbox_opportunity.result]\n"
+        'verb = "Created"\n'
+        'fields = { Id = "id", "Created by" = "created_by.email" }\n'
     )
     return path
 
@@ -69,15 +94,11 @@ def write_apps_file(data_dir: Path, sandbox_url: str) -> Path:
 async def seed_connections(app: web.Application) -> AsyncIterator[None]:
     """A sandbox parent and a Disconnected connection for the Playground user, once."""
     store = app[DATABASE_KEY].connections
-    parents = [c for c in await store.list_all() if c.provider == "sandbox" and c.parent_id is None]
-    parent = (
-        parents[0]
-        if parents
-        else await store.create_parent(
-            provider="sandbox",
-            owner=DEMO_ADMIN,
-            account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),
-        )
+    parent = await store.find_parent("sandbox_team") or await store.create_parent(
+        provider="sandbox",
+        owner=DEMO_ADMIN,
+        account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),
+        name="sandbox_team",
     )
     if not await store.list_for_owner(owner=PLAYGROUND_USER):
         await store.create_runtime(
@@ -115,7 +136,10 @@ def main() -> int:
     sandbox_url = f"http://127.0.0.1:{SANDBOX_PORT}"
     os.environ[SECRET_VARIABLE] = CLIENT_SECRET
     settings = settings.model_copy(
-        update={"apps_file": write_apps_file(settings.data_dir, sandbox_url)}
+        update={
+            "apps_file": write_apps_file(settings.data_dir, sandbox_url),
+            "recipes_file": write_recipes_file(settings.data_dir),
+        }
     )
     app = create_app(settings)
     app.cleanup_ctx.append(seed_connections)

@@ -23,6 +23,8 @@ from storage.audit import AuditLog
 from storage.connections import ConnectionStore
 from storage.embedded import MEMORY, EmbeddedMongo, StoreUnavailable
 from storage.login_states import LoginStateStore
+from storage.recipe_runs import RecipeRunStore
+from storage.recipe_settings import RecipeSettingsStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class Database:
     connections: ConnectionStore
     audit: AuditLog
     login_states: LoginStateStore
+    recipe_settings: RecipeSettingsStore
+    recipe_runs: RecipeRunStore
     description: str
 
     async def ping(self) -> bool:
@@ -60,6 +64,8 @@ async def ensure_indexes(database: Database) -> None:
     await database.connections.ensure_indexes()
     await database.audit.ensure_indexes()
     await database.login_states.ensure_indexes()
+    await database.recipe_settings.ensure_indexes()
+    await database.recipe_runs.ensure_indexes()
 
 
 @asynccontextmanager
@@ -102,6 +108,8 @@ async def open_database(
             connections=ConnectionStore(db["connections"]),
             audit=AuditLog(db["audit_events"]),
             login_states=LoginStateStore(db["login_states"]),
+            recipe_settings=RecipeSettingsStore(db["recipe_settings"]),
+            recipe_runs=RecipeRunStore(db["recipe_runs"]),
             description=description,
         )
         try:

@@ -183,3 +183,16 @@ def test_bad_apps_file_stops_the_start(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "apps.box.client_id" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bad_recipes_file_stops_the_start(tmp_path: Path) -> None:
+    """A recipe naming an unknown parent stops the start with a sentence naming it."""
+    recipes = tmp_path / "recipes.toml"
+    recipes.write_text(
+        '[recipes.x]\nname = "X"\nphrase = "do x"\nparent = "nobody"\n'
+        '[recipes.x.action]\nmethod = "GET"\nurl = "https://api.example.com/x"\n'
+    )
+    result = run_app(tmp_path, RECIPES_FILE=str(recipes))
+    assert result.returncode == 2
+    assert "recipes.x.parent" in result.stderr and "nobody" in result.stderr
+    assert "Traceback" not in result.stderr

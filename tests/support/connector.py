@@ -6,7 +6,9 @@ the way Teams does when the app is not installed for them.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,7 @@ class ConnectorServer:
     uninstalled_users: set[str] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _server: TestServer | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def service_url(self) -> str:
@@ -58,6 +61,19 @@ class ConnectorServer:
         if self._server is not None:
             await self._server.close()
 
+    async def wait_for(self, predicate: Callable[[Sent], bool], *, within_s: float = 10.0) -> Sent:
+        """The first activity sent so far or later that satisfies `predicate`."""
+
+        async def wait() -> Sent:
+            while True:
+                for item in self.sent:
+                    if predicate(item):
+                        return item
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        return await asyncio.wait_for(wait(), within_s)
+
     def in_conversation(self, conversation_id: str) -> list[Sent]:
         return [item for item in self.sent if item.conversation_id == conversation_id]
 
@@ -68,6 +84,7 @@ class ConnectorServer:
     async def _send(self, request: web.Request) -> web.Response:
         activity = await request.json()
         self.sent.append(Sent("POST", request.match_info["conversation"], activity))
+        self._arrived.set()
         return web.json_response({"id": f"activity-{next(self._ids)}"})
 
     async def _update(self, request: web.Request) -> web.Response:

@@ -1,0 +1,108 @@
+"""Recipes in Teams: matching typed text to a recipe, running it, and answering.
+
+A run that takes longer than a moment is acknowledged at once and its result posted into the
+same conversation when it is done, so Teams' patience is never spent. A Teams retry of the same
+activity never runs the action twice (the runner keys runs by activity). When the run needs the
+person's own connection, the Login card goes to their 1:1 chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from botbuilder.core import CardFactory, MessageFactory, TurnContext
+
+import messages
+from bots.router import Router
+from bots.signin_handlers import LoginCards
+from bots.turn import Turn
+from recipes.definitions import RecipeBook
+from recipes.matching import Match, MatchProblem, match
+from recipes.runner import Outcome, RecipeRunner, RunRequest, RunResult
+
+log = logging.getLogger(__name__)
+
+ACKNOWLEDGE_AFTER_S = 2.0
+
+
+@dataclass
+class RecipeHandlers:
+    book: RecipeBook
+    runner: RecipeRunner
+    login_cards: LoginCards
+    bot_app_id: str
+    acknowledge_after_s: float = ACKNOWLEDGE_AFTER_S
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def register(self, router: Router) -> None:
+        router.text(self.typed)
+
+    def help_entries(self) -> list[tuple[str, str]]:
+        return [(recipe.usage(), recipe.description or recipe.name) for recipe in self.book]
+
+    async def typed(self, turn: Turn, text: str) -> bool:
+        found = match(self.book, text)
+        if found is None:
+            return False
+        if isinstance(found, MatchProblem):
+            await turn.send_text(found.message)
+            return True
+        assert isinstance(found, Match)
+        await self._run(turn, found)
+        return True
+
+    async def _run(self, turn: Turn, found: Match) -> None:
+        activity = turn.context.activity
+        request = RunRequest(
+            recipe=found.recipe,
+            arguments=found.arguments,
+            invoker=turn.owner,
+            activity_key=f"{activity.conversation.id}|{activity.id}",
+            conversation=TurnContext.get_conversation_reference(activity).serialize(),
+        )
+        task = asyncio.create_task(self.runner.run(request))
+        done, _ = await asyncio.wait({task}, timeout=self.acknowledge_after_s)
+        if done:
+            await self._answer(turn.context, task.result())
+            return
+        await turn.send_text(messages.RECIPE_WORKING.format(recipe=found.recipe.name))
+        reference = TurnContext.get_conversation_reference(activity)
+        adapter = turn.context.adapter
+        owner = turn.owner
+
+        async def post_later() -> None:
+            result = await task
+
+            async def answer(context: TurnContext) -> None:
+                # The proactive turn has no sender; the Login card needs to know who asked.
+                context.activity.from_property = activity.from_property
+                await self._answer(context, result, owner=owner)
+
+            await adapter.continue_conversation(reference, answer, self.bot_app_id)
+
+        later = asyncio.create_task(post_later())
+        self._background.add(later)
+        later.add_done_callback(self._background.discard)
+
+    async def _answer(self, context: TurnContext, result: RunResult, owner: Any = None) -> None:
+        if result.outcome is Outcome.DUPLICATE:
+            return
+        if result.card is not None:
+            await context.send_activity(
+                MessageFactory.attachment(CardFactory.adaptive_card(result.card))
+            )
+        if result.outcome is Outcome.SIGN_IN_NEEDED and result.sign_in_parent is not None:
+            await self.login_cards.send(
+                context,
+                owner=owner or Turn.of(context).owner,
+                parent=result.sign_in_parent,
+                run_id=result.run_id,
+            )
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,46 @@
+"""Result cards of recipe runs: what was done, and as whom."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import messages
+from cards.adaptive import Card, Element, card, notice, text, title
+
+
+def recipe_result(
+    *,
+    recipe_name: str,
+    verb: str,
+    app_name: str,
+    account: str,
+    fields: Mapping[str, str],
+    link: str | None = None,
+    summary: str | None = None,
+) -> Card:
+    """A successful run, credited to the account it acted as ("Created in Salesforce as …")."""
+    body: list[Element] = [
+        title(recipe_name),
+        notice(messages.RECIPE_CREDITED.format(verb=verb, app=app_name, account=account)),
+    ]
+    if summary:
+        body.append(text(summary))
+    if fields:
+        body.append(
+            {
+                "type": "FactSet",
+                "facts": [{"title": label, "value": value} for label, value in fields.items()],
+            }
+        )
+    actions = [{"type": "Action.OpenUrl", "title": f"Open in {app_name}", "url": link}]
+    return card(body, actions if link else None)
+
+
+def recipe_problem(*, recipe_name: str, message: str) -> Card:
+    """A run that did not complete, with a sentence saying why (never a token or a trace)."""
+    return card(
+        [
+            title(messages.RECIPE_FAILED_TITLE.format(recipe=recipe_name)),
+            notice(message, attention=True),
+        ]
+    )

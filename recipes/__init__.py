@@ -1,0 +1,52 @@
+"""Recipes: typed commands that perform one HTTP action through a connection."""
+
+from recipes.definitions import (
+    BUILTIN_COMMANDS,
+    ActionContext,
+    ActionResult,
+    Argument,
+    ArgumentValue,
+    Handler,
+    HttpAction,
+    HttpCaller,
+    HttpMethod,
+    HttpRequest,
+    HttpResponse,
+    Phrase,
+    Recipe,
+    RecipeBook,
+    RecipesConfigError,
+    ResultSpec,
+    load_recipes,
+    parse_phrase,
+)
+from recipes.matching import Match, MatchProblem, TokenizeError, match, tokenize
+from recipes.templates import TemplateError, template_values
+
+__all__ = [
+    "BUILTIN_COMMANDS",
+    "ActionContext",
+    "ActionResult",
+    "Argument",
+    "ArgumentValue",
+    "Handler",
+    "HttpAction",
+    "HttpCaller",
+    "HttpMethod",
+    "HttpRequest",
+    "HttpResponse",
+    "Match",
+    "MatchProblem",
+    "Phrase",
+    "Recipe",
+    "RecipeBook",
+    "RecipesConfigError",
+    "ResultSpec",
+    "TemplateError",
+    "TokenizeError",
+    "load_recipes",
+    "match",
+    "parse_phrase",
+    "template_values",
+    "tokenize",
+]

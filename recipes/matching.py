@@ -1,0 +1,101 @@
+"""Matching a typed message to a recipe: the literal words pick it, the rest are its arguments.
+
+A message is split the way a POSIX shell splits it, with double quotes only: `"Acme Corp"` is one
+value. Apostrophes and backslashes stay ordinary characters because people type them in prose
+("isn't", DOMAIN\\jane).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from recipes.definitions import Argument, ArgumentValue, Recipe, RecipeBook
+
+# Teams clients (and phone keyboards) turn straight quotes into curly ones.
+_CURLY_QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"'))
+
+
+class TokenizeError(ValueError):
+    """A message cannot be split into words (a double quote is not closed)."""
+
+
+@dataclass(frozen=True)
+class Match:
+    """The message runs `recipe` with these typed arguments."""
+
+    recipe: Recipe
+    arguments: dict[str, ArgumentValue]
+
+
+@dataclass(frozen=True)
+class MatchProblem:
+    """The message names `recipe` but its arguments are wrong; `message` says how to fix it."""
+
+    recipe: Recipe
+    message: str
+
+
+def tokenize(text: str) -> list[str]:
+    """Split a message into words; double-quoted text is one word, without its quotes.
+
+    Raises:
+        TokenizeError: a double quote is not closed.
+    """
+    lexer = shlex.shlex(text.translate(_CURLY_QUOTES), posix=True)
+    lexer.whitespace_split = True
+    lexer.whitespace += "\u00a0"  # Teams sends non-breaking spaces
+    lexer.commenters = ""
+    lexer.quotes = '"'
+    lexer.escape = ""
+    try:
+        return list(lexer)
+    except ValueError:
+        raise TokenizeError("a double quote is not closed") from None
+
+
+def _with_example(recipe: Recipe, message: str) -> MatchProblem:
+    return MatchProblem(recipe, f"{message}. Example: {recipe.example()}")
+
+
+def _shape_problem(recipe: Recipe, extra: bool) -> MatchProblem:
+    words = " ".join(recipe.phrase.words)
+    rest = recipe.phrase.parts[len(recipe.phrase.words) :]
+    expected = " ".join(part if isinstance(part, str) else part.usage() for part in rest)
+    if not extra:
+        return _with_example(recipe, f'"{words}" needs: {expected}')
+    if not rest:
+        return _with_example(recipe, f'"{words}" takes nothing after it')
+    return _with_example(
+        recipe,
+        f'"{words}" takes only: {expected}; put a value with spaces in double quotes',
+    )
+
+
+def match(book: RecipeBook, text: str) -> Match | MatchProblem | None:
+    """The recipe a message runs, what is wrong with its arguments, or None (not a recipe)."""
+    try:
+        tokens = tokenize(text)
+    except TokenizeError:
+        # Still say which recipe it was meant for when the words before the quote name one.
+        recipe = book.find(text.translate(_CURLY_QUOTES).replace('"', " ").split())
+        if recipe is None:
+            return None
+        return _with_example(recipe, 'A double quote (") is not closed')
+    recipe = book.find(tokens)
+    if recipe is None:
+        return None
+    pattern = recipe.phrase.parts[len(recipe.phrase.words) :]
+    given = tokens[len(recipe.phrase.words) :]
+    if len(given) != len(pattern):
+        return _shape_problem(recipe, extra=len(given) > len(pattern))
+    arguments: dict[str, ArgumentValue] = {}
+    for token, part in zip(given, pattern, strict=True):
+        if isinstance(part, Argument):
+            try:
+                arguments[part.name] = part.parse(token)
+            except ValueError as error:
+                return _with_example(recipe, str(error))
+        elif token.casefold() != part.casefold():
+            return _shape_problem(recipe, extra=False)
+    return Match(recipe, arguments)

@@ -1,0 +1,313 @@
+"""Running a recipe as the right person.
+
+The runner picks the connection: with "Verify user access at runtime" off, the recipe's parent
+connection (credited to its owner); with it on, the invoker's own runtime connection under that
+parent — never anyone else's, and never a runtime connection as a parent. It gets a valid token
+through the refresh service, performs the action, retries once after a refresh when the app
+answers 401, and records who ran what, as whom, and how it ended.
+
+Outcomes are data (`RunResult`) for the Teams side to show: a result card, a problem card, or a
+request to send the invoker a Login card.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+
+import messages
+from cards.recipes import recipe_problem, recipe_result
+from oauth.providers import ProviderRegistry
+from oauth.tokens import NeedsSignIn, TokenService, TokenUnavailable
+from recipes.definitions import ActionContext, ActionResult, HttpResponse, Recipe
+from recipes.templates import (
+    TemplateError,
+    render_body,
+    render_fields,
+    render_link,
+    render_url,
+    template_values,
+)
+from storage.audit import AuditLog
+from storage.connections import ConnectionStore
+from storage.models import Actor, Connection, ConnectionKind, ConnectionStatus, Owner
+from storage.recipe_runs import RecipeRunStore
+from storage.recipe_settings import RecipeSettingsStore
+
+log = logging.getLogger(__name__)
+
+RECIPE_RAN = "recipe.ran"
+ACTION_TIMEOUT_S = 20.0
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    SIGN_IN_NEEDED = "sign_in_needed"  # the invoker must connect their own account
+    PARENT_UNAVAILABLE = "parent_unavailable"  # the app connection is missing or unauthorized
+    FAILED = "failed"  # the app refused, failed or did not answer
+    DUPLICATE = "duplicate"  # this Teams activity already ran
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    recipe: Recipe
+    arguments: Mapping[str, Any]
+    invoker: Owner
+    activity_key: str
+    conversation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outcome: Outcome
+    card: dict[str, Any] | None = None
+    message: str | None = None
+    # Set with SIGN_IN_NEEDED: the parent whose Login card the invoker should get.
+    sign_in_parent: Connection | None = None
+    run_id: str | None = None
+
+
+class _Unauthorized(Exception):
+    """The app's API refused the token even after one refresh."""
+
+
+class _AppRefused(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _detail(response: HttpResponse) -> str:
+    """The app's own error message, short, from common JSON shapes; never request data."""
+    body = response.json
+    candidates: list[Any] = []
+    if isinstance(body, dict):
+        candidates += [
+            body.get("error_description"),
+            body.get("message"),
+            body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else None,
+            body.get("error"),
+        ]
+    elif isinstance(body, list) and body and isinstance(body[0], dict):
+        candidates += [body[0].get("message"), body[0].get("errorCode")]
+    found = next((str(c) for c in candidates if isinstance(c, str) and c.strip()), None)
+    text = found or response.text.strip() or f"HTTP {response.status}"
+    return f"{text[:300]} (HTTP {response.status})"
+
+
+@dataclass
+class _AuthorizedHttp:
+    """Requests to the app with the connection's token; one refresh and retry on a 401."""
+
+    session: aiohttp.ClientSession
+    tokens: TokenService
+    connection_id: str
+    token: str
+
+    async def __call__(self, method: str, url: str, json: Any = None) -> HttpResponse:
+        response = await self._send(method, url, json)
+        if response.status == 401:
+            self.token = await self.tokens.replace_rejected_token(self.connection_id, self.token)
+            response = await self._send(method, url, json)
+            if response.status == 401:
+                raise _Unauthorized(url)
+        return response
+
+    async def _send(self, method: str, url: str, json: Any) -> HttpResponse:
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        async with self.session.request(
+            method, url, json=json, headers=headers, allow_redirects=False
+        ) as response:
+            text = await response.text()
+            try:
+                parsed = await response.json(content_type=None) if text else None
+            except ValueError:
+                parsed = None
+            return HttpResponse(status=response.status, json=parsed, text=text)
+
+
+@dataclass
+class RecipeRunner:
+    providers: ProviderRegistry
+    connections: ConnectionStore
+    settings: RecipeSettingsStore
+    runs: RecipeRunStore
+    audit: AuditLog
+    tokens: TokenService
+    session: aiohttp.ClientSession
+    action_timeout_s: float = ACTION_TIMEOUT_S
+
+    async def run(self, request: RunRequest) -> RunResult:
+        recipe = request.recipe
+        verify = await self.settings.verify_user_access(
+            recipe.key, default=recipe.verify_user_access
+        )
+        inputs = {
+            name: value
+            for name, value in request.arguments.items()
+            if name not in recipe.secret_arguments
+        }
+        run_id = await self.runs.start(
+            recipe=recipe.key,
+            activity_key=request.activity_key,
+            invoker=request.invoker,
+            inputs=inputs,
+            conversation=request.conversation,
+            verify_user_access=verify,
+        )
+        if run_id is None:
+            log.info(messages.LOG_RECIPE_DUPLICATE, recipe.key)
+            return RunResult(Outcome.DUPLICATE)
+        acted_as: Connection | None = None
+        try:
+            result, acted_as = await self._run(request, verify)
+        except Exception as error:
+            # Never leak a trace to the person; the log has the type only (no payloads).
+            log.exception(messages.LOG_RECIPE_FAILED, recipe.key, type(error).__name__)
+            result = RunResult(
+                Outcome.FAILED,
+                card=recipe_problem(recipe_name=recipe.name, message=messages.TURN_FAILED),
+            )
+        await self._record(run_id, request, result, acted_as)
+        return RunResult(result.outcome, result.card, result.message, result.sign_in_parent, run_id)
+
+    async def _record(
+        self,
+        run_id: str,
+        request: RunRequest,
+        result: RunResult,
+        acted_as: Connection | None,
+    ) -> None:
+        identity = None
+        if acted_as is not None:
+            identity = {
+                "connection_id": acted_as.id,
+                "kind": acted_as.kind.value,
+                "account": acted_as.account_label,
+                "owner": acted_as.owner.model_dump(),
+            }
+        await self.runs.finish(
+            run_id,
+            status=result.outcome.value,
+            acted_as=identity,
+            result={"message": result.message},
+        )
+        await self.audit.record(
+            actor=Actor.person(request.invoker),
+            action=RECIPE_RAN,
+            connection=acted_as,
+            details={
+                "recipe": request.recipe.key,
+                "run_id": run_id,
+                "outcome": result.outcome.value,
+            },
+        )
+
+    async def _run(self, request: RunRequest, verify: bool) -> tuple[RunResult, Connection | None]:
+        recipe = request.recipe
+        configured = self.providers.parents[recipe.parent]
+        app_name = self.providers.display_name(configured.app)
+
+        def problem(outcome: Outcome, message: str, **extra: Any) -> RunResult:
+            card = recipe_problem(recipe_name=recipe.name, message=message)
+            return RunResult(outcome, card=card, message=message, **extra)
+
+        parent = await self.connections.find_parent(recipe.parent)
+        if parent is None or parent.kind is not ConnectionKind.PARENT:
+            text = messages.RECIPE_PARENT_REMOVED.format(
+                recipe=recipe.name, app=app_name, contact=configured.contact
+            )
+            return problem(Outcome.PARENT_UNAVAILABLE, text), None
+        sign_in = messages.RECIPE_SIGN_IN_NEEDED.format(recipe=recipe.name, app=app_name)
+        parent_needs_auth = messages.RECIPE_PARENT_NEEDS_AUTH.format(
+            recipe=recipe.name, app=app_name, contact=configured.contact
+        )
+        if verify:
+            connection = await self.connections.find_runtime(
+                parent_id=parent.id, owner=request.invoker
+            )
+            if connection is None or connection.status is not ConnectionStatus.CONNECTED:
+                return problem(Outcome.SIGN_IN_NEEDED, sign_in, sign_in_parent=parent), None
+        else:
+            connection = parent
+
+        try:
+            token = await self.tokens.access_token(connection.id)
+        except NeedsSignIn:
+            if verify:
+                return problem(Outcome.SIGN_IN_NEEDED, sign_in, sign_in_parent=parent), None
+            return problem(Outcome.PARENT_UNAVAILABLE, parent_needs_auth), None
+        except TokenUnavailable:
+            text = messages.RECIPE_PROVIDER_UNAVAILABLE.format(app=app_name)
+            return problem(Outcome.FAILED, text), connection
+
+        http = _AuthorizedHttp(self.session, self.tokens, connection.id, token)
+        try:
+            async with asyncio.timeout(self.action_timeout_s):
+                action = await self._perform(recipe, request.arguments, connection, http)
+        except TimeoutError:
+            return problem(Outcome.FAILED, messages.RECIPE_TIMEOUT.format(app=app_name)), (
+                connection
+            )
+        except (_Unauthorized, NeedsSignIn):
+            await self.connections.mark_needs_reauth(connection_id=connection.id)
+            if verify:
+                return problem(Outcome.SIGN_IN_NEEDED, sign_in, sign_in_parent=parent), None
+            return problem(Outcome.PARENT_UNAVAILABLE, parent_needs_auth), None
+        except (TokenUnavailable, aiohttp.ClientError):
+            text = messages.RECIPE_PROVIDER_UNAVAILABLE.format(app=app_name)
+            return problem(Outcome.FAILED, text), connection
+        except _AppRefused as refused:
+            text = messages.RECIPE_PROVIDER_ERROR.format(app=app_name, detail=refused.detail)
+            return problem(Outcome.FAILED, text), connection
+        card = recipe_result(
+            recipe_name=recipe.name,
+            verb=recipe.result.verb,
+            app_name=app_name,
+            account=connection.account_label,
+            fields=action.fields,
+            link=action.link,
+            summary=action.summary,
+        )
+        return RunResult(Outcome.SUCCEEDED, card=card), connection
+
+    async def _perform(
+        self,
+        recipe: Recipe,
+        arguments: Mapping[str, Any],
+        connection: Connection,
+        http: _AuthorizedHttp,
+    ) -> ActionResult:
+        if recipe.handler is not None:
+            context = ActionContext(
+                arguments=dict(arguments),
+                access_token=http.token,
+                api_base_url=connection.api_base_url,
+                http=http,
+            )
+            return await recipe.handler(context)
+        assert recipe.action is not None
+        values = template_values(arguments, api_base_url=connection.api_base_url)
+        try:
+            url = render_url(recipe.action.url, values)
+            body = (
+                render_body(recipe.action.body, values) if recipe.action.body is not None else None
+            )
+        except TemplateError as error:
+            raise _AppRefused(str(error)) from None
+        response = await http(recipe.action.method, url, body)
+        if response.status >= 400:
+            raise _AppRefused(_detail(response))
+        return ActionResult(
+            fields=render_fields(recipe.result.fields, response.json),
+            link=render_link(recipe.result.link, values, response.json)
+            if recipe.result.link
+            else None,
+            summary=None,
+        )

@@ -1,0 +1,103 @@
+"""Recipe runs (collection `recipe_runs`): who ran what, as whom it acted, and how it ended.
+
+A run is keyed by the Teams activity that asked for it (a unique index), so a Teams retry of the
+same activity finds the existing run instead of acting twice. Secret arguments are never stored.
+
+Methods:
+    ensure_indexes()
+    start(...) -> str | None                (None: this activity already has a run)
+    finish(run_id, status=, acted_as=, result=) -> None
+    get(run_id) -> dict | None
+    for_recipe(recipe) -> list[dict]
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from storage.models import Owner
+
+Document = dict[str, Any]
+
+
+class RecipeRunStore:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._runs = collection
+
+    async def ensure_indexes(self) -> None:
+        await self._runs.create_index(
+            [("activity_key", ASCENDING)], name="one_run_per_activity", unique=True
+        )
+        await self._runs.create_index(
+            [("recipe", ASCENDING), ("started_at", ASCENDING)], name="by_recipe"
+        )
+
+    async def start(
+        self,
+        *,
+        recipe: str,
+        activity_key: str,
+        invoker: Owner,
+        inputs: dict[str, Any],
+        conversation: dict[str, Any],
+        verify_user_access: bool,
+    ) -> str | None:
+        document: Document = {
+            "_id": ObjectId(),
+            "recipe": recipe,
+            "activity_key": activity_key,
+            "invoker": invoker.model_dump(),
+            "inputs": inputs,
+            "conversation": conversation,
+            "verify_user_access": verify_user_access,
+            "status": "running",
+            "acted_as": None,
+            "result": None,
+            "started_at": datetime.now(UTC),
+            "finished_at": None,
+            "duration_ms": None,
+        }
+        try:
+            await self._runs.insert_one(document)
+        except DuplicateKeyError:
+            return None
+        return str(document["_id"])
+
+    async def finish(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        acted_as: dict[str, Any] | None,
+        result: dict[str, Any],
+    ) -> None:
+        run = await self._runs.find_one({"_id": ObjectId(run_id)}, projection={"started_at": 1})
+        now = datetime.now(UTC)
+        duration = None
+        if run is not None:
+            duration = round((now - run["started_at"]).total_seconds() * 1000, 1)
+        await self._runs.update_one(
+            {"_id": ObjectId(run_id)},
+            {
+                "$set": {
+                    "status": status,
+                    "acted_as": acted_as,
+                    "result": result,
+                    "finished_at": now,
+                    "duration_ms": duration,
+                }
+            },
+        )
+
+    async def get(self, run_id: str) -> Document | None:
+        return await self._runs.find_one({"_id": ObjectId(run_id)})
+
+    async def for_recipe(self, recipe: str) -> list[Document]:
+        cursor = self._runs.find({"recipe": recipe}).sort([("started_at", ASCENDING)])
+        return [document async for document in cursor]
