@@ -387,3 +387,29 @@ async def test_connection_under_another_parent_is_never_used(world: World) -> No
     await world.run('sandbox opportunity "Elsewhere" 1')
     assert world.created_by("Elsewhere") == []
     assert "application/vnd.microsoft.card.signin" in world.texts()
+
+
+async def test_code_recipe_acts_through_the_same_runner(world: World) -> None:
+    """A recipe registered in Python gets the connection's token and HTTP with the same rules."""
+    from app import RECIPES_KEY
+    from recipes.definitions import ActionContext, ActionResult
+
+    async def count_opportunities(context: ActionContext) -> ActionResult:
+        response = await context.http("GET", f"{context.api_base_url}/api/opportunities")
+        return ActionResult(fields={"Opportunities": str(len(response.json))})
+
+    book = world.bot.client.server.app[RECIPES_KEY]
+    book.register(
+        "count_opportunities",
+        name="Count opportunities",
+        phrase="count sandbox opportunities",
+        parent="sandbox_team",
+        verify_user_access=False,
+        handler=count_opportunities,
+        verb="Counted",
+    )
+    await world.run('sandbox opportunity "One" 1')
+    await world.run("count sandbox opportunities")
+    shown = world.texts()
+    assert "Counted in Sandbox as omar@sandbox.example" in shown
+    assert '"value": "1"' in shown
