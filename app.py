@@ -7,6 +7,7 @@ Run `python app.py` to serve the bot on http://localhost:3978/api/messages.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from bots.bot import RuntimeConnectionsBot, on_turn_error
 from bots.connections_handlers import ConnectionsHandlers
 from bots.endpoint import messages_endpoint
 from bots.recipe_handlers import RecipeHandlers
+from bots.resume import RunResumer
 from bots.router import Router
 from bots.signin_handlers import LoginCards, SignInHandlers
 from connections.service import ConnectionsService
@@ -47,6 +49,7 @@ SIGNIN_KEY = web.AppKey("signin", SignInService)
 LOGIN_CARDS_KEY = web.AppKey("login_cards", LoginCards)
 TOKENS_KEY = web.AppKey("tokens", TokenService)
 RECIPES_KEY = web.AppKey("recipes", RecipeBook)
+RESUMER_KEY = web.AppKey("resumer", RunResumer)
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -70,6 +73,7 @@ def build_router(
     login_cards: LoginCards,
     tokens: TokenService,
     recipes: RecipeHandlers,
+    resumer: RunResumer,
 ) -> Router:
     router = Router()
     service = ConnectionsService(
@@ -83,7 +87,9 @@ def build_router(
         bot_app_id=settings.app_id or "",
         recipes_help=tuple(recipes.help_entries()),
     ).register(router)
-    SignInHandlers(signin=signin, login_cards=login_cards, connections=service).register(router)
+    SignInHandlers(
+        signin=signin, login_cards=login_cards, connections=service, resumer=resumer
+    ).register(router)
     recipes.register(router)
     return router
 
@@ -159,7 +165,16 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             bot_app_id=settings.app_id or "",
             acknowledge_after_s=settings.recipe_acknowledge_after_s,
         )
-        router = build_router(database, settings, signin, login_cards, tokens, recipe_handlers)
+        resumer = RunResumer(
+            runner=runner,
+            book=book,
+            adapter=adapter,
+            bot_app_id=settings.app_id or "",
+            leases=database.leases,
+        )
+        router = build_router(
+            database, settings, signin, login_cards, tokens, recipe_handlers, resumer
+        )
         bot = RuntimeConnectionsBot(settings=settings, router=router)
         app[SIGNIN_KEY] = signin
         app[TOKENS_KEY] = tokens
@@ -168,9 +183,18 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
         app[ADAPTER_KEY] = adapter
         app[BOT_KEY] = bot
         app[RECIPES_KEY] = book
+        app[RESUMER_KEY] = resumer
+        sweeper = (
+            asyncio.create_task(resumer.sweep_forever(settings.signin_sweep_s))
+            if settings.signin_sweep_s > 0
+            else None
+        )
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                await asyncio.gather(sweeper, return_exceptions=True)
             await recipe_handlers.close()
 
 

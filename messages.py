@@ -167,7 +167,7 @@ RECIPE_PARENT_NEEDS_AUTH = (
 )
 RECIPE_SIGN_IN_NEEDED = (
     "{recipe} acts as you in {app}, so you need to sign in with your own {app} account first. "
-    "I've sent you a sign-in card in our 1:1 chat; once you're connected, run the command again."
+    "I've sent you a sign-in card in our 1:1 chat; once you're connected, it continues by itself."
 )
 RECIPE_PROVIDER_ERROR = "{app} did not accept the request: {detail}"
 RECIPE_PROVIDER_UNAVAILABLE = "{app} can't be reached right now. Please try again later."
@@ -177,6 +177,12 @@ RECIPE_TIMEOUT = (
 )
 RECIPE_FAILED_TITLE = "{recipe} didn't complete"
 RECIPE_WORKING = "Working on {recipe}…"
+RECIPE_SIGN_IN_EXPIRED = (
+    "{recipe} didn't run: the sign-in wasn't completed within 10 minutes. Run the command again "
+    "when you're ready."
+)
+RECIPE_SIGN_IN_ABANDONED = "{recipe} didn't run because the sign-in was cancelled."
+RECIPE_RECIPE_GONE = "A recipe that was waiting for your sign-in no longer exists."
 HELP_RECIPES = "Recipes"
 LOG_RECIPE_DUPLICATE = "Ignored a repeated delivery of an activity that already ran %s"
 LOG_RECIPE_FAILED = "Recipe %s failed: %s"

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     recipe_acknowledge_after_s: float = Field(
         default=2.0, ge=0, le=10, validation_alias=AliasChoices("RECIPE_ACKNOWLEDGE_AFTER_SECONDS")
     )
+    signin_sweep_s: float = Field(
+        default=30.0, ge=0, le=3600, validation_alias=AliasChoices("SIGNIN_SWEEP_SECONDS")
+    )
     allowed_tenant_ids: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), validation_alias=AliasChoices("ALLOWED_TENANT_IDS")
     )

@@ -17,6 +17,7 @@ from botbuilder.schema import Attachment
 
 import messages
 from bots.private_chat import send_attachment_privately
+from bots.resume import RunResumer
 from bots.router import Router
 from bots.turn import Turn
 from cards import verbs
@@ -89,6 +90,8 @@ class SignInHandlers:
     signin: SignInService
     login_cards: LoginCards
     connections: ConnectionsService
+    # Resumes or ends the recipe runs that waited for a sign-in.
+    resumer: RunResumer | None = None
 
     def register(self, router: Router) -> None:
         router.verb(verbs.RECONNECT, self.reconnect)
@@ -155,6 +158,8 @@ class SignInHandlers:
             await turn.send_text(
                 messages.SIGNIN_CONNECTED.format(app=result.app_name, account=account)
             )
+            if self.resumer is not None and result.connection.parent_id is not None:
+                await self.resumer.after_sign_in(turn.owner, result.connection.parent_id)
         elif result.outcome is Verification.ALREADY_USED and result.login is not None:
             account = result.login.account.display_name if result.login.account else ""
             await turn.send_text(
@@ -162,5 +167,9 @@ class SignInHandlers:
             )
         elif result.outcome is Verification.WRONG_CODE:
             await turn.send_text(messages.SIGNIN_WRONG_CODE)
+            if self.resumer is not None:
+                await self.resumer.abandon(turn.owner)
         elif result.outcome is Verification.CANCELLED:
             await turn.send_text(messages.SIGNIN_CANCELLED)
+            if self.resumer is not None:
+                await self.resumer.abandon(turn.owner)

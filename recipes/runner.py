@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -36,7 +37,15 @@ from recipes.templates import (
 )
 from storage.audit import AuditLog
 from storage.connections import ConnectionStore
-from storage.models import Actor, Connection, ConnectionKind, ConnectionStatus, Owner
+from storage.login_states import LIFETIME as SIGN_IN_LIFETIME
+from storage.models import (
+    Actor,
+    Connection,
+    ConnectionKind,
+    ConnectionStatus,
+    EncryptedTokens,
+    Owner,
+)
 from storage.recipe_runs import RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
 
@@ -164,18 +173,57 @@ class RecipeRunner:
         if run_id is None:
             log.info(messages.LOG_RECIPE_DUPLICATE, recipe.key)
             return RunResult(Outcome.DUPLICATE)
-        acted_as: Connection | None = None
+        result, acted_as = await self._execute(request, verify)
+        if result.outcome is Outcome.SIGN_IN_NEEDED and result.sign_in_parent is not None:
+            # Parked until the invoker has signed in; `resume` finishes it.
+            await self.runs.wait_for_sign_in(
+                run_id,
+                parent_id=result.sign_in_parent.id,
+                expires_at=datetime.now(UTC) + SIGN_IN_LIFETIME,
+                sealed_arguments=self.tokens.cipher.seal(dict(request.arguments)).model_dump(),
+            )
+        else:
+            await self._record(run_id, request, result, acted_as)
+        return RunResult(result.outcome, result.card, result.message, result.sign_in_parent, run_id)
+
+    async def resume(self, run: dict[str, Any], recipe: Recipe) -> RunResult:
+        """Finish a run that waited for its invoker's sign-in (already claimed by the caller)."""
+        sealed = run.get("sealed_arguments")
+        arguments = self.tokens.cipher.open(EncryptedTokens(**sealed)) if sealed else {}
+        request = RunRequest(
+            recipe=recipe,
+            arguments=arguments,
+            invoker=Owner.model_validate(run["invoker"]),
+            activity_key=run["activity_key"],
+            conversation=run["conversation"],
+        )
+        result, acted_as = await self._execute(request, bool(run["verify_user_access"]))
+        # Whatever happens now is final: a second sign-in request would loop.
+        run_id = str(run["_id"])
+        await self._record(run_id, request, result, acted_as)
+        return RunResult(result.outcome, result.card, result.message, None, run_id)
+
+    async def end_waiting(self, run: dict[str, Any], *, status: str, message: str) -> None:
+        """Close a waiting run that will not resume (sign-in expired or cancelled)."""
+        await self.runs.finish(
+            str(run["_id"]), status=status, acted_as=None, result={"message": message}
+        )
+        await self.audit.record(
+            actor=Actor.person(Owner.model_validate(run["invoker"])),
+            action=RECIPE_RAN,
+            details={"recipe": run["recipe"], "run_id": str(run["_id"]), "outcome": status},
+        )
+
+    async def _execute(
+        self, request: RunRequest, verify: bool
+    ) -> tuple[RunResult, Connection | None]:
         try:
-            result, acted_as = await self._run(request, verify)
+            return await self._run(request, verify)
         except Exception as error:
             # Never leak a trace to the person; the log has the type only (no payloads).
-            log.exception(messages.LOG_RECIPE_FAILED, recipe.key, type(error).__name__)
-            result = RunResult(
-                Outcome.FAILED,
-                card=recipe_problem(recipe_name=recipe.name, message=messages.TURN_FAILED),
-            )
-        await self._record(run_id, request, result, acted_as)
-        return RunResult(result.outcome, result.card, result.message, result.sign_in_parent, run_id)
+            log.exception(messages.LOG_RECIPE_FAILED, request.recipe.key, type(error).__name__)
+            card = recipe_problem(recipe_name=request.recipe.name, message=messages.TURN_FAILED)
+            return RunResult(Outcome.FAILED, card=card), None
 
     async def _record(
         self,

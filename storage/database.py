@@ -22,6 +22,7 @@ import messages
 from storage.audit import AuditLog
 from storage.connections import ConnectionStore
 from storage.embedded import MEMORY, EmbeddedMongo, StoreUnavailable
+from storage.leases import LeaseStore
 from storage.login_states import LoginStateStore
 from storage.recipe_runs import RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
@@ -42,6 +43,7 @@ class Database:
     login_states: LoginStateStore
     recipe_settings: RecipeSettingsStore
     recipe_runs: RecipeRunStore
+    leases: LeaseStore
     description: str
 
     async def ping(self) -> bool:
@@ -110,6 +112,7 @@ async def open_database(
             login_states=LoginStateStore(db["login_states"]),
             recipe_settings=RecipeSettingsStore(db["recipe_settings"]),
             recipe_runs=RecipeRunStore(db["recipe_runs"]),
+            leases=LeaseStore(db["leases"]),
             description=description,
         )
         try:

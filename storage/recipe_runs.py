@@ -24,6 +24,7 @@ from pymongo.errors import DuplicateKeyError
 from storage.models import Owner
 
 Document = dict[str, Any]
+WAITING = "waiting_for_sign_in"
 
 
 class RecipeRunStore:
@@ -36,6 +37,14 @@ class RecipeRunStore:
         )
         await self._runs.create_index(
             [("recipe", ASCENDING), ("started_at", ASCENDING)], name="by_recipe"
+        )
+        await self._runs.create_index(
+            [
+                ("status", ASCENDING),
+                ("invoker.tenant_id", ASCENDING),
+                ("invoker.aad_object_id", ASCENDING),
+            ],
+            name="waiting_by_invoker",
         )
 
     async def start(
@@ -94,6 +103,58 @@ class RecipeRunStore:
                 }
             },
         )
+
+    async def wait_for_sign_in(
+        self,
+        run_id: str,
+        *,
+        parent_id: str,
+        expires_at: datetime,
+        sealed_arguments: dict[str, Any],
+    ) -> None:
+        """Park a run until its invoker has signed in (or the sign-in's lifetime is over).
+
+        `sealed_arguments` is the encrypted form of every argument, secrets included, needed to
+        resume; it is removed as soon as the run leaves this state."""
+        await self._runs.update_one(
+            {"_id": ObjectId(run_id), "status": "running"},
+            {
+                "$set": {
+                    "status": WAITING,
+                    "wait_parent_id": parent_id,
+                    "wait_expires_at": expires_at,
+                    "sealed_arguments": sealed_arguments,
+                }
+            },
+        )
+
+    async def waiting_for(self, *, owner: Owner, parent_id: str | None = None) -> list[Document]:
+        """The person's runs waiting for sign-in, oldest first."""
+        query: Document = {
+            "status": WAITING,
+            "invoker.tenant_id": owner.tenant_id,
+            "invoker.aad_object_id": owner.aad_object_id,
+        }
+        if parent_id is not None:
+            query["wait_parent_id"] = parent_id
+        cursor = self._runs.find(query).sort([("started_at", ASCENDING), ("_id", ASCENDING)])
+        return [document async for document in cursor]
+
+    async def claim_waiting(self, run_id: Any, *, to: str) -> Document | None:
+        """Move one waiting run on (to "running" to resume it, or to an end state); only one
+        caller in all processes gets the run. Returns it as it was, sealed arguments included."""
+        run = await self._runs.find_one({"_id": run_id, "status": WAITING})
+        if run is None:
+            return None
+        result = await self._runs.update_one(
+            {"_id": run_id, "status": WAITING},
+            {"$set": {"status": to}, "$unset": {"sealed_arguments": ""}},
+        )
+        return run if result.modified_count == 1 else None
+
+    async def expired_waiting(self, *, now: datetime) -> list[Document]:
+        cursor = self._runs.find({"status": WAITING, "wait_expires_at": {"$lte": now}})
+        return [document async for document in cursor]
 
     async def get(self, run_id: str) -> Document | None:
         return await self._runs.find_one({"_id": ObjectId(run_id)})

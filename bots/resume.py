@@ -1,0 +1,120 @@
+"""Runs that waited for a sign-in: resumed after it, or ended when it is cancelled or expires.
+
+Resuming happens in whichever process verified the sign-in, and posts into the conversation the
+run came from (a proactive message), so the person never retypes the command. Every waiting run
+is claimed with a conditional update before anything happens to it, so it resumes or ends
+exactly once, however many times a code is repeated and however many processes sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botbuilder.core import BotAdapter, CardFactory, MessageFactory, TurnContext
+from botbuilder.schema import ConversationReference
+
+import messages
+from recipes.definitions import RecipeBook
+from recipes.runner import RecipeRunner
+from storage.leases import LeaseStore
+from storage.models import Owner
+
+log = logging.getLogger(__name__)
+
+SWEEPER_LEASE = "signin-expiry-sweeper"
+
+
+@dataclass
+class RunResumer:
+    runner: RecipeRunner
+    book: RecipeBook
+    adapter: BotAdapter
+    bot_app_id: str
+    leases: LeaseStore
+    holder: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    async def after_sign_in(self, owner: Owner, parent_id: str) -> int:
+        """Resume the person's runs waiting on that parent, oldest first. Returns how many."""
+        resumed = 0
+        for waiting in await self.runner.runs.waiting_for(owner=owner, parent_id=parent_id):
+            run = await self.runner.runs.claim_waiting(waiting["_id"], to="running")
+            if run is None:
+                continue  # another delivery of the code got it first
+            recipe = self.book.get(run["recipe"])
+            if recipe is None:
+                await self.runner.end_waiting(
+                    run, status="failed", message=messages.RECIPE_RECIPE_GONE
+                )
+                await self._post(run["conversation"], text=messages.RECIPE_RECIPE_GONE)
+                continue
+            result = await self.runner.resume(run, recipe)
+            await self._post(run["conversation"], card=result.card, text=result.message)
+            resumed += 1
+        return resumed
+
+    async def abandon(self, owner: Owner) -> int:
+        """End the person's waiting runs after a cancelled or failed sign-in."""
+        ended = 0
+        for waiting in await self.runner.runs.waiting_for(owner=owner):
+            run = await self.runner.runs.claim_waiting(waiting["_id"], to="cancelled")
+            if run is None:
+                continue
+            message = messages.RECIPE_SIGN_IN_ABANDONED.format(recipe=self._name(run))
+            await self.runner.end_waiting(run, status="cancelled", message=message)
+            await self._post(run["conversation"], text=message)
+            ended += 1
+        return ended
+
+    async def sweep_once(self, *, lease_for: timedelta = timedelta(seconds=25)) -> int:
+        """End the runs whose sign-in was not completed in time; one process per round."""
+        now = datetime.now(UTC)
+        if not await self.leases.take(
+            SWEEPER_LEASE, holder=self.holder, until=now + lease_for, now=now
+        ):
+            return 0
+        ended = 0
+        for waiting in await self.runner.runs.expired_waiting(now=now):
+            run = await self.runner.runs.claim_waiting(waiting["_id"], to="expired")
+            if run is None:
+                continue
+            message = messages.RECIPE_SIGN_IN_EXPIRED.format(recipe=self._name(run))
+            await self.runner.end_waiting(run, status="expired", message=message)
+            await self._post(run["conversation"], text=message)
+            ended += 1
+        return ended
+
+    async def sweep_forever(self, interval_s: float) -> None:
+        while True:
+            try:
+                await self.sweep_once(lease_for=timedelta(seconds=interval_s * 0.9))
+            except Exception:  # one failed round must not stop the sweeper
+                log.exception("The sign-in expiry sweep failed")
+            await asyncio.sleep(interval_s)
+
+    def _name(self, run: dict[str, Any]) -> str:
+        recipe = self.book.get(run["recipe"])
+        return recipe.name if recipe else str(run["recipe"])
+
+    async def _post(
+        self,
+        conversation: dict[str, Any],
+        *,
+        card: dict[str, Any] | None = None,
+        text: str | None = None,
+    ) -> None:
+        reference = ConversationReference().deserialize(conversation)
+
+        async def send(context: TurnContext) -> None:
+            if card is not None:
+                await context.send_activity(
+                    MessageFactory.attachment(CardFactory.adaptive_card(card))
+                )
+            elif text:
+                await context.send_activity(MessageFactory.text(text))
+
+        await self.adapter.continue_conversation(reference, send, self.bot_app_id)
