@@ -176,6 +176,7 @@ RECIPE_TIMEOUT = (
     "again."
 )
 RECIPE_FAILED_TITLE = "{recipe} didn't complete"
+RECIPE_WAITING_TITLE = "{recipe} is waiting for your sign-in"
 RECIPE_WORKING = "Working on {recipe}…"
 RECIPE_SIGN_IN_EXPIRED = (
     "{recipe} didn't run: the sign-in wasn't completed within 10 minutes. Run the command again "

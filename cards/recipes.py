@@ -36,6 +36,11 @@ def recipe_result(
     return card(body, actions if link else None)
 
 
+def recipe_waiting(*, recipe_name: str, message: str) -> Card:
+    """A run waiting for its invoker to sign in; it carries on by itself afterwards."""
+    return card([title(messages.RECIPE_WAITING_TITLE.format(recipe=recipe_name)), text(message)])
+
+
 def recipe_problem(*, recipe_name: str, message: str) -> Card:
     """A run that did not complete, with a sentence saying why (never a token or a trace)."""
     return card(

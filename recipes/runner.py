@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 import messages
-from cards.recipes import recipe_problem, recipe_result
+from cards.recipes import recipe_problem, recipe_result, recipe_waiting
 from oauth.providers import ProviderRegistry
 from oauth.tokens import NeedsSignIn, TokenService, TokenUnavailable
 from recipes.definitions import ActionContext, ActionResult, HttpResponse, Recipe
@@ -263,7 +263,8 @@ class RecipeRunner:
         app_name = self.providers.display_name(configured.app)
 
         def problem(outcome: Outcome, message: str, **extra: Any) -> RunResult:
-            card = recipe_problem(recipe_name=recipe.name, message=message)
+            build = recipe_waiting if outcome is Outcome.SIGN_IN_NEEDED else recipe_problem
+            card = build(recipe_name=recipe.name, message=message)
             return RunResult(outcome, card=card, message=message, **extra)
 
         parent = await self.connections.find_parent(recipe.parent)

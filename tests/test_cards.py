@@ -99,3 +99,22 @@ def test_confirm_delete_help_and_message_cards_validate() -> None:
 def test_cards_never_carry_tokens() -> None:
     """Views have no token fields, so no card can show one."""
     assert set(ConnectionView.__dataclass_fields__) == {"id", "app_name", "account", "status"}
+
+
+def test_recipe_cards_validate_and_credit_the_account() -> None:
+    """Result, waiting and problem cards are valid; the result names whom it was credited to."""
+    from cards.recipes import recipe_problem, recipe_result, recipe_waiting
+
+    result = recipe_result(
+        recipe_name="Create opportunity",
+        verb="Created",
+        app_name="Salesforce",
+        account="jane@contoso.com",
+        fields={"Id": "006xx"},
+        link="https://acme.my.salesforce.com/006xx",
+    )
+    assert_valid_card(result)
+    assert "Created in Salesforce as jane@contoso.com" in json.dumps(result)
+    assert result["actions"][0]["type"] == "Action.OpenUrl"
+    assert_valid_card(recipe_waiting(recipe_name="X", message="Sign in first."))
+    assert_valid_card(recipe_problem(recipe_name="X", message="It failed."))

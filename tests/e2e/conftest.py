@@ -35,6 +35,20 @@ from tests.support.sandbox import RunningSandbox, run_sandbox, sandbox_config
 
 _HERE = Path(__file__).resolve().parent
 SANDBOX_SECRET = "e2e-sandbox-secret"
+E2E_RECIPES = """
+[recipes.create_opportunity]
+name = "Create opportunity"
+phrase = "create opportunity {name} {amount:number}"
+parent = "sandbox_team"
+verify_user_access = true
+[recipes.create_opportunity.action]
+method = "POST"
+url = "{connection.api_base_url}/api/opportunities"
+body = { name = "{name}", amount = "{amount}" }
+[recipes.create_opportunity.result]
+verb = "Created"
+fields = { Id = "id", "Created by" = "created_by.email" }
+"""
 # The Playground's output and its record of every request both ways, for post-mortems.
 PLAYGROUND_LOGS = ARTIFACTS_ROOT / "_playground"
 
@@ -68,6 +82,7 @@ class E2EBot:
     base_url: str
     database: Database
     sandbox: RunningSandbox
+    apps_file: Path
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +105,11 @@ async def e2e_bot(
             f'base_url = "{sandbox.base_url}"\n'
             'client_id = "sandbox-client"\n'
             'client_secret_env = "E2E_SANDBOX_SECRET"\n'
+            "[parents.sandbox_team]\n"
+            'app = "sandbox"\n'
         )
+        recipes = apps.parent / "recipes.toml"
+        recipes.write_text(E2E_RECIPES)
         env.setenv("E2E_SANDBOX_SECRET", SANDBOX_SECRET)
         settings = load_settings(
             _env_file=None,
@@ -101,13 +120,14 @@ async def e2e_bot(
             app_id=None,
             public_base_url=base_url,
             apps_file=str(apps),
+            recipes_file=str(recipes),
             token_encryption_keys=TEST_TOKEN_KEY,
         )
         runner = web.AppRunner(create_app(settings), access_log_class=PathOnlyAccessLogger)
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", port).start()
-            yield E2EBot(base_url, runner.app[DATABASE_KEY], sandbox)
+            yield E2EBot(base_url, runner.app[DATABASE_KEY], sandbox, apps)
         finally:
             await runner.cleanup()
 

@@ -7,18 +7,39 @@ everything else happens as a person would do it: typing, picking, pressing butto
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 
+from oauth.client import authorization_url, exchange_code, new_code_verifier
+from oauth.providers import load_registry
+from storage.crypto import TokenCipher
 from storage.database import Database
 from storage.models import ConnectionStatus, Owner, ProviderAccount
+from tests.conftest import TEST_TOKEN_KEY
 from tests.e2e.conftest import E2EBot
 from tests.e2e.harness import TENANT_ID, USER_AAD_OBJECT_ID, USER_ID, USER_NAME, TeamsPage
+from tests.support.sandbox import authorize
 
 ALEX = Owner(
     tenant_id=TENANT_ID, aad_object_id=USER_AAD_OBJECT_ID, teams_user_id=USER_ID, name=USER_NAME
 )
 ADMIN = Owner(tenant_id=TENANT_ID, aad_object_id="admin-object-id", name="Ada Admin")
+
+
+async def parent_tokens(_: Path, sandbox: Any, redirect: str, bot: E2EBot) -> Any:
+    """Real tokens for the parent's account (Omar) from the sandbox, without a browser."""
+    provider = load_registry(bot.apps_file).get("sandbox")
+    assert provider is not None
+    verifier = new_code_verifier()
+    url = authorization_url(provider, redirect_uri=redirect, state="s", code_verifier=verifier)
+    async with aiohttp.ClientSession() as session:
+        location = await authorize(session, url, user="omar")
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    return await exchange_code(provider, code=code, redirect_uri=redirect, code_verifier=verifier)
 
 
 async def store_connection(database: Database, provider: str, account: str) -> str:
@@ -165,3 +186,69 @@ async def test_reconnect_signs_in_at_the_sandbox_and_lists_the_account(
     await teams_page.screenshot("listed")
     [stored] = await database.connections.list_for_owner(owner=ALEX)
     assert stored.status is ConnectionStatus.CONNECTED and stored.tokens is not None
+
+
+async def test_recipe_signs_in_mid_run_and_carries_on(
+    teams_page: TeamsPage, e2e_bot: E2EBot
+) -> None:
+    """Toggle on: create opportunity → Login card → sign in → type the code → the result appears
+    by itself, credited to the person; toggle off → credited to the parent's account; the
+    connection is listed; after Delete the next run asks to sign in again."""
+    database = e2e_bot.database
+    await database.db["connections"].delete_many({})
+    await database.db["recipe_runs"].delete_many({})
+    tokens = await parent_tokens(
+        Path(), e2e_bot.sandbox, f"{e2e_bot.base_url}/auth/callback", e2e_bot
+    )
+    await database.connections.create_parent(
+        provider="sandbox",
+        owner=ADMIN,
+        account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),
+        tokens=TokenCipher([TEST_TOKEN_KEY]).seal(tokens.as_record()),
+        api_base_url=e2e_bot.sandbox.base_url,
+        name="sandbox_team",
+    )
+    await database.recipe_settings.set_verify_user_access(
+        "create_opportunity", True, changed_by="test"
+    )
+
+    await teams_page.send("create opportunity Acme 5000")
+    await teams_page.page.get_by_text("Sign in to Sandbox to continue").last.wait_for()
+    await teams_page.screenshot("login-card")
+    popup = await teams_page.click_sign_in("Sign in")
+    await popup.get_by_text("Alex Wilber").click()
+    await popup.get_by_role("button", name="Allow").click()
+    code_element = popup.locator("#code")
+    await code_element.wait_for(state="visible")
+    code = (await code_element.inner_text()).strip()
+    await popup.close()
+    await teams_page.send(code)
+    result = await teams_page.wait_for_card_text("Created in Sandbox as alex@sandbox.example")
+    await teams_page.screenshot("resumed-result")
+    assert "alex@sandbox.example" in await result.inner_text()
+    created = [(o["name"], o["created_by"]["email"]) for o in e2e_bot.sandbox.state.opportunities]
+    assert created[-1] == ("Acme", "alex@sandbox.example")
+
+    await database.recipe_settings.set_verify_user_access(
+        "create_opportunity", False, changed_by="test"
+    )
+    await teams_page.send('create opportunity "Acme Parent" 10')
+    await teams_page.wait_for_card_text("Created in Sandbox as omar@sandbox.example")
+    await teams_page.screenshot("toggle-off")
+
+    await teams_page.send("personal_connections")
+    listing = await teams_page.wait_for_card_text("Your personal connections")
+    await teams_page.choose("Sandbox — alex@sandbox.example (Connected)", card=listing)
+    await teams_page.click_action("Delete", card=listing)
+    confirmation = await teams_page.wait_for_card_text("Delete this connection?")
+    await teams_page.click_action("Confirm", card=confirmation)
+    await teams_page.wait_for_card_text("Deleted Sandbox (alex@sandbox.example).")
+
+    await database.recipe_settings.set_verify_user_access(
+        "create_opportunity", True, changed_by="test"
+    )
+    signin_cards = teams_page.page.get_by_text("Sign in to Sandbox to continue")
+    before = await signin_cards.count()
+    await teams_page.send("create opportunity Again 1")
+    await signin_cards.nth(before).wait_for()
+    await teams_page.screenshot("login-card-again")
