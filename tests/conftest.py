@@ -8,10 +8,12 @@ spoken to over real HTTP; its replies land in a loopback connector that records 
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,14 @@ from settings import Settings, load_settings
 from storage.database import Database, open_database
 from storage.embedded import MEMORY, EmbeddedMongo
 from tests.support.connector import ConnectorServer
+from tests.support.sandbox import (
+    CLIENT_SECRET,
+    SECRET_VARIABLE,
+    RunningSandbox,
+    run_sandbox,
+    sandbox_for_bot,
+    write_apps_file,
+)
 
 # One encryption key for the bots the tests start (production-like: no generated key file).
 TEST_TOKEN_KEY = Fernet.generate_key().decode()
@@ -148,3 +158,29 @@ async def start_bot(
 @pytest.fixture
 async def bot(start_bot: StartBot) -> RunningBot:
     return await start_bot()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def bot_port() -> int:
+    """The port a bot under test will listen on (its sign-in callback is registered with it)."""
+    return free_port()
+
+
+@pytest.fixture
+def sandbox(bot_port: int) -> Iterator[RunningSandbox]:
+    """The sandbox OAuth2 provider, with a client redirecting to the bot on `bot_port`."""
+    with run_sandbox(sandbox_for_bot(bot_port)) as running:
+        yield running
+
+
+@pytest.fixture
+def apps_file(tmp_path: Path, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An APPS_FILE with the sandbox app and its parent `sandbox_team`; its secret is set."""
+    monkeypatch.setenv(SECRET_VARIABLE, CLIENT_SECRET)
+    return write_apps_file(tmp_path / "apps.toml", sandbox, contact="Ada Admin")

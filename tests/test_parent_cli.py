@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -15,49 +14,17 @@ from storage.models import ConnectionKind, ProviderAccount
 from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot
 from tests.support.activities import JANE
 from tests.support.data import owner
-from tests.support.sandbox import RunningSandbox, authorize, run_sandbox, sandbox_config
-from tests.test_signin_flow import free_port
+from tests.support.sandbox import authorize
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def sandbox(port: int) -> Iterator[RunningSandbox]:
-    from sandbox import SandboxClient
-
-    redirect = f"http://127.0.0.1:{port}/auth/callback"
-    client = SandboxClient("sandbox-client", "sandbox-secret", redirect_uris=(redirect,))
-    with run_sandbox(sandbox_config(clients=(client,))) as running:
-        yield running
-
-
-@pytest.fixture
-async def bot(
-    start_bot: StartBot,
-    sandbox: RunningSandbox,
-    port: int,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> RunningBot:
-    apps = tmp_path / "apps.toml"
-    apps.write_text(
-        "[apps.sandbox]\n"
-        'preset = "sandbox"\n'
-        f'base_url = "{sandbox.base_url}"\n'
-        'client_id = "sandbox-client"\n'
-        'client_secret_env = "SANDBOX_CLIENT_SECRET"\n'
-        "[parents.sandbox_team]\n"
-        'app = "sandbox"\n'
-        'contact = "Ada Admin"\n'
-    )
-    monkeypatch.setenv("SANDBOX_CLIENT_SECRET", "sandbox-secret")
+async def bot(start_bot: StartBot, apps_file: Path, bot_port: int) -> RunningBot:
     return await start_bot(
-        port=port, apps_file=str(apps), public_base_url=f"http://127.0.0.1:{port}"
+        port=bot_port,
+        apps_file=str(apps_file),
+        public_base_url=f"http://127.0.0.1:{bot_port}",
     )
 
 

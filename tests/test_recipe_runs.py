@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
 import pytest
 
 import messages
-from oauth.client import authorization_url, exchange_code, new_code_verifier
-from oauth.providers import load_registry
+from oauth.client import TokenSet
 from storage.crypto import TokenCipher
 from storage.models import Connection, ConnectionStatus, ProviderAccount
-from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot
+from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot, free_port
 from tests.support import activities
 from tests.support.activities import JANE
 from tests.support.data import ADMIN, owner
-from tests.support.sandbox import RunningSandbox, authorize, run_sandbox, sandbox_config
-from tests.test_signin_flow import free_port
+from tests.support.sandbox import RunningSandbox, issue_tokens
 
 RECIPES = """
 [recipes.sandbox_opportunity]
@@ -65,19 +61,10 @@ class World:
     cipher: TokenCipher
     parent: Connection
 
-    async def tokens_for(self, user: str) -> Any:
-        providers = load_registry(self.bot.settings.apps_file)
-        provider = providers.get("sandbox")
-        assert provider is not None
-        verifier = new_code_verifier()
+    async def tokens_for(self, user: str) -> TokenSet:
+        assert self.bot.settings.apps_file is not None
         redirect = f"{str(self.bot.settings.public_base_url).rstrip('/')}/auth/callback"
-        url = authorization_url(provider, redirect_uri=redirect, state="s", code_verifier=verifier)
-        async with aiohttp.ClientSession() as session:
-            location = await authorize(session, url, user=user)
-        code = parse_qs(urlsplit(location).query)["code"][0]
-        return await exchange_code(
-            provider, code=code, redirect_uri=redirect, code_verifier=verifier
-        )
+        return await issue_tokens(self.bot.settings.apps_file, redirect, user=user)
 
     async def janes_connection(self, state: str) -> None:
         """Put Jane's runtime connection in `state`: absent, connected, disconnected,
@@ -117,47 +104,20 @@ class World:
 
 
 @pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def sandbox(port: int) -> Iterator[RunningSandbox]:
-    from sandbox import SandboxClient
-
-    redirect = f"http://127.0.0.1:{port}/auth/callback"
-    client = SandboxClient("sandbox-client", "sandbox-secret", redirect_uris=(redirect,))
-    with run_sandbox(sandbox_config(clients=(client,))) as running:
-        yield running
-
-
-@pytest.fixture
 async def world(
     start_bot: StartBot,
     sandbox: RunningSandbox,
-    port: int,
+    apps_file: Path,
+    bot_port: int,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[World]:
-    apps = tmp_path / "apps.toml"
-    apps.write_text(
-        "[apps.sandbox]\n"
-        'preset = "sandbox"\n'
-        f'base_url = "{sandbox.base_url}"\n'
-        'client_id = "sandbox-client"\n'
-        'client_secret_env = "SANDBOX_CLIENT_SECRET"\n'
-        "[parents.sandbox_team]\n"
-        'app = "sandbox"\n'
-        'contact = "Ada Admin"\n'
-    )
     recipes = tmp_path / "recipes.toml"
     recipes.write_text(RECIPES)
-    monkeypatch.setenv("SANDBOX_CLIENT_SECRET", "sandbox-secret")
     bot = await start_bot(
-        port=port,
-        apps_file=str(apps),
+        port=bot_port,
+        apps_file=str(apps_file),
         recipes_file=str(recipes),
-        public_base_url=f"http://127.0.0.1:{port}",
+        public_base_url=f"http://127.0.0.1:{bot_port}",
     )
     cipher = TokenCipher([TEST_TOKEN_KEY])
     world = World(bot, sandbox, cipher, parent=None)  # type: ignore[arg-type]

@@ -7,29 +7,25 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
 import messages
 from app import RESUMER_KEY
-from oauth.client import authorization_url, exchange_code, new_code_verifier
-from oauth.providers import load_registry
 from storage.crypto import TokenCipher
 from storage.models import ConnectionStatus, ProviderAccount
-from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot
+from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot, free_port
 from tests.support import activities
 from tests.support.activities import JANE
 from tests.support.connector import Sent
 from tests.support.data import ADMIN, owner
-from tests.support.sandbox import RunningSandbox, authorize, run_sandbox, sandbox_config
-from tests.test_signin_flow import free_port
+from tests.support.sandbox import RunningSandbox, authorize, issue_tokens
 
 RECIPES = """
 [recipes.sandbox_opportunity]
@@ -111,63 +107,23 @@ class World:
 
 
 @pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def sandbox(port: int) -> Iterator[RunningSandbox]:
-    from sandbox import SandboxClient
-
-    client = SandboxClient(
-        "sandbox-client",
-        "sandbox-secret",
-        redirect_uris=(f"http://127.0.0.1:{port}/auth/callback",),
-    )
-    with run_sandbox(sandbox_config(clients=(client,))) as running:
-        yield running
-
-
-async def parent_tokens(apps: Path, sandbox: RunningSandbox, redirect: str) -> Any:
-    provider = load_registry(apps).get("sandbox")
-    assert provider is not None
-    verifier = new_code_verifier()
-    url = authorization_url(provider, redirect_uri=redirect, state="s", code_verifier=verifier)
-    async with aiohttp.ClientSession() as session:
-        location = await authorize(session, url, user="omar")
-    code = parse_qs(urlsplit(location).query)["code"][0]
-    return await exchange_code(provider, code=code, redirect_uri=redirect, code_verifier=verifier)
-
-
-@pytest.fixture
 async def world(
     start_bot: StartBot,
     sandbox: RunningSandbox,
-    port: int,
+    apps_file: Path,
+    bot_port: int,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[World]:
-    apps = tmp_path / "apps.toml"
-    apps.write_text(
-        "[apps.sandbox]\n"
-        'preset = "sandbox"\n'
-        f'base_url = "{sandbox.base_url}"\n'
-        'client_id = "sandbox-client"\n'
-        'client_secret_env = "SANDBOX_CLIENT_SECRET"\n'
-        "[parents.sandbox_team]\n"
-        'app = "sandbox"\n'
-    )
     recipes = tmp_path / "recipes.toml"
     recipes.write_text(RECIPES)
-    monkeypatch.setenv("SANDBOX_CLIENT_SECRET", "sandbox-secret")
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = f"http://127.0.0.1:{bot_port}"
     common = {
-        "apps_file": str(apps),
+        "apps_file": str(apps_file),
         "recipes_file": str(recipes),
         "public_base_url": base_url,
         "signin_sweep_s": 0,
     }
-    first = await start_bot(port=port, **common)
+    first = await start_bot(port=bot_port, **common)
     # A second process of the same bot behind the same address, on the same database.
     second = await start_bot(
         port=free_port(),
@@ -175,7 +131,7 @@ async def world(
         database_name=first.settings.database_name,
         **common,
     )
-    tokens = await parent_tokens(apps, sandbox, f"{base_url}/auth/callback")
+    tokens = await issue_tokens(apps_file, f"{base_url}/auth/callback", user="omar")
     await first.database.connections.create_parent(
         provider="sandbox",
         owner=ADMIN,

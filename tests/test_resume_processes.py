@@ -10,7 +10,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,15 +24,14 @@ from storage.crypto import TokenCipher
 from storage.database import Database, open_database
 from storage.embedded import MEMORY
 from storage.models import ProviderAccount
-from tests.conftest import TEST_TOKEN_KEY, unique_database_name
+from tests.conftest import TEST_TOKEN_KEY, free_port, unique_database_name
 from tests.support import activities
 from tests.support.activities import JANE
 from tests.support.connector import ConnectorServer
 from tests.support.data import ADMIN
-from tests.support.sandbox import RunningSandbox, authorize, run_sandbox, sandbox_config
+from tests.support.sandbox import RunningSandbox, authorize, issue_tokens
 from tests.test_app_process import wait_until_ready
-from tests.test_resume import RECIPES, parent_tokens
-from tests.test_signin_flow import free_port
+from tests.test_resume import RECIPES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,18 +56,9 @@ class Cluster:
 
 
 @pytest.fixture
-def ports() -> list[int]:
-    return [free_port(), free_port()]
-
-
-@pytest.fixture
-def sandbox(ports: list[int]) -> Iterator[RunningSandbox]:
-    from sandbox import SandboxClient
-
-    redirect = f"http://127.0.0.1:{ports[0]}/auth/callback"
-    client = SandboxClient("sandbox-client", "sandbox-secret", redirect_uris=(redirect,))
-    with run_sandbox(sandbox_config(clients=(client,))) as running:
-        yield running
+def ports(bot_port: int) -> list[int]:
+    # Process 0 listens where the sandbox redirects; both serve the same PUBLIC_BASE_URL.
+    return [bot_port, free_port()]
 
 
 @pytest.fixture
@@ -77,27 +67,17 @@ async def cluster(
     sandbox: RunningSandbox,
     mongodb_uri: str,
     connector: ConnectorServer,
+    apps_file: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Cluster]:
-    monkeypatch.setenv("SANDBOX_CLIENT_SECRET", "sandbox-secret")
-    apps = tmp_path / "apps.toml"
-    apps.write_text(
-        "[apps.sandbox]\n"
-        'preset = "sandbox"\n'
-        f'base_url = "{sandbox.base_url}"\n'
-        'client_id = "sandbox-client"\n'
-        'client_secret_env = "SANDBOX_CLIENT_SECRET"\n'
-        "[parents.sandbox_team]\n"
-        'app = "sandbox"\n'
-    )
+    apps = apps_file
     recipes = tmp_path / "recipes.toml"
     recipes.write_text(RECIPES)
     name = unique_database_name()
     base_url = f"http://127.0.0.1:{ports[0]}"  # both processes behind one address
     processes: list[asyncio.subprocess.Process] = []
     async with open_database(mongodb_uri=mongodb_uri, database_name=name, data_dir=MEMORY) as db:
-        tokens = await parent_tokens(apps, sandbox, f"{base_url}/auth/callback")
+        tokens = await issue_tokens(apps, f"{base_url}/auth/callback", user="omar")
         await db.connections.create_parent(
             provider="sandbox",
             owner=ADMIN,

@@ -12,8 +12,7 @@ import hashlib
 import io
 import logging
 import re
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,15 +35,7 @@ from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot
 from tests.support import activities
 from tests.support.activities import JANE, OMAR, Person
 from tests.support.data import ADMIN, owner
-from tests.support.sandbox import RunningSandbox, authorize, run_sandbox, sandbox_config
-
-SECRET = "sandbox-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.sandbox import RunningSandbox, authorize
 
 
 @dataclass
@@ -131,39 +122,14 @@ class World:
 
 
 @pytest.fixture
-def sandbox() -> Iterator[RunningSandbox]:
-    port_holder: dict[str, int] = {}
-    port_holder["bot"] = free_port()
-    redirect = f"http://127.0.0.1:{port_holder['bot']}/auth/callback"
-    from sandbox import SandboxClient
-
-    config = sandbox_config(
-        clients=(SandboxClient("sandbox-client", SECRET, redirect_uris=(redirect,)),)
-    )
-    with run_sandbox(config) as running:
-        running.bot_port = port_holder["bot"]  # type: ignore[attr-defined]
-        yield running
-
-
-@pytest.fixture
 async def world(
     start_bot: StartBot,
     sandbox: RunningSandbox,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    apps_file: Path,
+    bot_port: int,
 ) -> AsyncIterator[World]:
-    port: int = sandbox.bot_port  # type: ignore[attr-defined]
-    apps = tmp_path / "apps.toml"
-    apps.write_text(
-        "[apps.sandbox]\n"
-        'preset = "sandbox"\n'
-        f'base_url = "{sandbox.base_url}"\n'
-        'client_id = "sandbox-client"\n'
-        'client_secret_env = "SANDBOX_CLIENT_SECRET"\n'
-    )
-    monkeypatch.setenv("SANDBOX_CLIENT_SECRET", SECRET)
-    base_url = f"http://127.0.0.1:{port}"
-    bot = await start_bot(port=port, apps_file=str(apps), public_base_url=base_url)
+    base_url = f"http://127.0.0.1:{bot_port}"
+    bot = await start_bot(port=bot_port, apps_file=str(apps_file), public_base_url=base_url)
     parent = await bot.database.connections.create_parent(
         provider="sandbox",
         owner=ADMIN,

@@ -16,7 +16,6 @@ from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
 from app import DATABASE_KEY, PathOnlyAccessLogger, create_app
-from sandbox import SandboxClient
 from settings import load_settings
 from storage.database import Database
 from tests.conftest import TEST_TOKEN_KEY, unique_database_name
@@ -31,7 +30,14 @@ from tests.e2e.harness import (
     require_private_network,
     slug,
 )
-from tests.support.sandbox import RunningSandbox, run_sandbox, sandbox_config
+from tests.support.sandbox import (
+    CLIENT_SECRET,
+    SECRET_VARIABLE,
+    RunningSandbox,
+    run_sandbox,
+    sandbox_for_bot,
+    write_apps_file,
+)
 
 _HERE = Path(__file__).resolve().parent
 SANDBOX_SECRET = "e2e-sandbox-secret"
@@ -93,24 +99,15 @@ async def e2e_bot(
     token), on its own database."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    client = SandboxClient("sandbox-client", SANDBOX_SECRET, (f"{base_url}/auth/callback",))
     apps = tmp_path_factory.mktemp("e2e-apps") / "apps.toml"
     with (
-        run_sandbox(sandbox_config(clients=(client,))) as sandbox,
+        run_sandbox(sandbox_for_bot(port)) as sandbox,
         pytest.MonkeyPatch.context() as env,
     ):
-        apps.write_text(
-            "[apps.sandbox]\n"
-            'preset = "sandbox"\n'
-            f'base_url = "{sandbox.base_url}"\n'
-            'client_id = "sandbox-client"\n'
-            'client_secret_env = "E2E_SANDBOX_SECRET"\n'
-            "[parents.sandbox_team]\n"
-            'app = "sandbox"\n'
-        )
+        write_apps_file(apps, sandbox)
+        env.setenv(SECRET_VARIABLE, CLIENT_SECRET)
         recipes = apps.parent / "recipes.toml"
         recipes.write_text(E2E_RECIPES)
-        env.setenv("E2E_SANDBOX_SECRET", SANDBOX_SECRET)
         settings = load_settings(
             _env_file=None,
             mongodb_uri=mongodb_uri,

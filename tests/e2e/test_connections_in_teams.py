@@ -7,39 +7,21 @@ everything else happens as a person would do it: typing, picking, pressing butto
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
 import pytest
 
-from oauth.client import authorization_url, exchange_code, new_code_verifier
-from oauth.providers import load_registry
 from storage.crypto import TokenCipher
 from storage.database import Database
 from storage.models import ConnectionStatus, Owner, ProviderAccount
 from tests.conftest import TEST_TOKEN_KEY
 from tests.e2e.conftest import E2EBot
 from tests.e2e.harness import TENANT_ID, USER_AAD_OBJECT_ID, USER_ID, USER_NAME, TeamsPage
-from tests.support.sandbox import authorize
+from tests.support.sandbox import issue_tokens
 
 ALEX = Owner(
     tenant_id=TENANT_ID, aad_object_id=USER_AAD_OBJECT_ID, teams_user_id=USER_ID, name=USER_NAME
 )
 ADMIN = Owner(tenant_id=TENANT_ID, aad_object_id="admin-object-id", name="Ada Admin")
-
-
-async def parent_tokens(_: Path, sandbox: Any, redirect: str, bot: E2EBot) -> Any:
-    """Real tokens for the parent's account (Omar) from the sandbox, without a browser."""
-    provider = load_registry(bot.apps_file).get("sandbox")
-    assert provider is not None
-    verifier = new_code_verifier()
-    url = authorization_url(provider, redirect_uri=redirect, state="s", code_verifier=verifier)
-    async with aiohttp.ClientSession() as session:
-        location = await authorize(session, url, user="omar")
-    code = parse_qs(urlsplit(location).query)["code"][0]
-    return await exchange_code(provider, code=code, redirect_uri=redirect, code_verifier=verifier)
 
 
 async def store_connection(database: Database, provider: str, account: str) -> str:
@@ -197,9 +179,7 @@ async def test_recipe_signs_in_mid_run_and_carries_on(
     database = e2e_bot.database
     await database.db["connections"].delete_many({})
     await database.db["recipe_runs"].delete_many({})
-    tokens = await parent_tokens(
-        Path(), e2e_bot.sandbox, f"{e2e_bot.base_url}/auth/callback", e2e_bot
-    )
+    tokens = await issue_tokens(e2e_bot.apps_file, f"{e2e_bot.base_url}/auth/callback", user="omar")
     await database.connections.create_parent(
         provider="sandbox",
         owner=ADMIN,

@@ -17,13 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import aiohttp
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from oauth.client import TokenSet, authorization_url, exchange_code, new_code_verifier
+from oauth.providers import load_registry
 from sandbox import SandboxClient, SandboxConfig, SandboxState, create_app, sandbox_state
 
 CLIENT_ID = "sandbox-client"
@@ -185,3 +188,45 @@ async def authorize(
         if response.status not in (302, 303):
             raise ConsentError(f"consent POST answered {response.status}: {await response.text()}")
         return response.headers["Location"]
+
+
+def sandbox_for_bot(port: int) -> SandboxConfig:
+    """A sandbox whose one client redirects to a bot listening on 127.0.0.1:`port`."""
+    redirect = f"http://127.0.0.1:{port}/auth/callback"
+    return sandbox_config(
+        clients=(SandboxClient(CLIENT_ID, CLIENT_SECRET, redirect_uris=(redirect,)),)
+    )
+
+
+SECRET_VARIABLE = "SANDBOX_CLIENT_SECRET"
+
+
+def write_apps_file(path: Path, sandbox: RunningSandbox, *, contact: str | None = None) -> Path:
+    """An APPS_FILE with the sandbox as app `sandbox` and a parent `sandbox_team` of it."""
+    text = (
+        "[apps.sandbox]\n"
+        'preset = "sandbox"\n'
+        f'base_url = "{sandbox.base_url}"\n'
+        f'client_id = "{CLIENT_ID}"\n'
+        f'client_secret_env = "{SECRET_VARIABLE}"\n'
+        "[parents.sandbox_team]\n"
+        'app = "sandbox"\n'
+    )
+    if contact:
+        text += f'contact = "{contact}"\n'
+    path.write_text(text)
+    return path
+
+
+async def issue_tokens(apps_file: Path, redirect_uri: str, *, user: str) -> TokenSet:
+    """Real tokens for a sandbox user, through consent and the code exchange (no browser)."""
+    provider = load_registry(apps_file, {SECRET_VARIABLE: CLIENT_SECRET}).get("sandbox")
+    assert provider is not None
+    verifier = new_code_verifier()
+    url = authorization_url(provider, redirect_uri=redirect_uri, state="s", code_verifier=verifier)
+    async with aiohttp.ClientSession() as session:
+        location = await authorize(session, url, user=user)
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    return await exchange_code(
+        provider, code=code, redirect_uri=redirect_uri, code_verifier=verifier
+    )
