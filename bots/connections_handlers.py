@@ -7,6 +7,7 @@ who pressed the button, on their own connections, and only in their 1:1 chat.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,8 @@ from bots.turn import Card, Turn
 from cards import verbs
 from cards.connections import confirm_delete, connections_picklist
 from cards.help import help_card
-from connections.service import ConnectionsService, Result
+from connections.service import ConnectionsService, Outcome, Result
+from storage.models import Owner
 
 VerbReply = Card | str
 
@@ -80,15 +82,7 @@ class ConnectionsHandlers:
         return await self._picklist(turn, page=_page(data))
 
     async def disconnect(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
-        if not turn.personal:
-            return messages.PRIVATE_CHAT_ONLY
-        chosen = _chosen_connection(data)
-        if chosen is None:
-            return await self._picklist(
-                turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION
-            )
-        outcome = await self.service.disconnect(turn.owner, chosen)
-        return await self._after(turn, data, outcome.result, outcome.message)
+        return await self._act(turn, data, self.service.disconnect)
 
     async def delete(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
         if not turn.personal:
@@ -106,6 +100,20 @@ class ConnectionsHandlers:
         return confirm_delete(view, page=_page(data))
 
     async def confirm_delete(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
+        return await self._act(turn, data, self.service.delete)
+
+    async def cancel_delete(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
+        if not turn.personal:
+            return messages.PRIVATE_CHAT_ONLY
+        return await self._picklist(turn, page=_page(data), result=messages.DELETE_CANCELLED)
+
+    async def _act(
+        self,
+        turn: Turn,
+        data: dict[str, Any],
+        action: Callable[[Owner, str], Awaitable[Outcome]],
+    ) -> VerbReply:
+        """Apply `action` to the chosen connection and answer with the updated list."""
         if not turn.personal:
             return messages.PRIVATE_CHAT_ONLY
         chosen = _chosen_connection(data)
@@ -113,20 +121,10 @@ class ConnectionsHandlers:
             return await self._picklist(
                 turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION
             )
-        outcome = await self.service.delete(turn.owner, chosen)
-        return await self._after(turn, data, outcome.result, outcome.message)
-
-    async def cancel_delete(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
-        if not turn.personal:
-            return messages.PRIVATE_CHAT_ONLY
-        return await self._picklist(turn, page=_page(data), result=messages.DELETE_CANCELLED)
-
-    async def _after(
-        self, turn: Turn, data: dict[str, Any], result: Result, message: str
-    ) -> VerbReply:
-        if result is Result.NOT_FOUND:
-            return await self._picklist(turn, page=_page(data), problem=message)
-        return await self._picklist(turn, page=_page(data), result=message)
+        outcome = await action(turn.owner, chosen)
+        if outcome.result is Result.NOT_FOUND:
+            return await self._picklist(turn, page=_page(data), problem=outcome.message)
+        return await self._picklist(turn, page=_page(data), result=outcome.message)
 
     async def _picklist(
         self,

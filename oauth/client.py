@@ -8,6 +8,7 @@ Messages never contain codes or tokens.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,22 +114,29 @@ async def exchange_code(
     """Trade an authorization code for tokens."""
     extra = {"code_verifier": code_verifier} if provider.pkce and code_verifier else {}
     async with _client(provider, redirect_uri) as client:
-        try:
-            token = await client.fetch_token(
+        token = await _token_endpoint(
+            client.fetch_token(
                 provider.token_url, grant_type="authorization_code", code=code, **extra
             )
-        except OAuthError as error:
-            if error.error in ("server_error", "temporarily_unavailable"):
-                raise ProviderUnavailable(str(error.error)) from None
-            raise OAuthRejected(str(error.error or "invalid_grant")) from None
-        except HTTPStatusError as error:
-            if error.response.status_code >= 500:
-                status = error.response.status_code
-                raise ProviderUnavailable(f"token endpoint answered {status}") from None
-            raise OAuthRejected("invalid_request") from None
-        except (HTTPError, ValueError) as error:
-            raise ProviderUnavailable(type(error).__name__) from None
-    return _token_set(dict(token), provider.scopes)
+        )
+    return _token_set(token, provider.scopes)
+
+
+async def _token_endpoint(request: Awaitable[Any]) -> dict[str, Any]:
+    """Await a token endpoint call, sorting failures into refusals and unavailability."""
+    try:
+        return dict(await request)
+    except OAuthError as error:
+        if error.error in ("server_error", "temporarily_unavailable"):
+            raise ProviderUnavailable(str(error.error)) from None
+        raise OAuthRejected(str(error.error or "invalid_grant")) from None
+    except HTTPStatusError as error:
+        status = error.response.status_code
+        if status >= 500:
+            raise ProviderUnavailable(f"token endpoint answered {status}") from None
+        raise OAuthRejected("invalid_request") from None
+    except (HTTPError, ValueError) as error:
+        raise ProviderUnavailable(type(error).__name__) from None
 
 
 def _field(data: dict[str, Any], path: str) -> Any:
@@ -185,20 +193,10 @@ async def refresh(provider: Provider, *, refresh_token: str) -> TokenSet:
     """Use a refresh token. A provider that sends no new refresh token keeps the old one valid
     (Authlib then leaves the old one in place); one that rotates sends a new one."""
     async with _client(provider) as client:
-        try:
-            token = await client.refresh_token(provider.token_url, refresh_token=refresh_token)
-        except OAuthError as error:
-            if error.error in ("server_error", "temporarily_unavailable"):
-                raise ProviderUnavailable(str(error.error)) from None
-            raise OAuthRejected(str(error.error or "invalid_grant")) from None
-        except HTTPStatusError as error:
-            status = error.response.status_code
-            if status >= 500:
-                raise ProviderUnavailable(f"token endpoint answered {status}") from None
-            raise OAuthRejected("invalid_request") from None
-        except (HTTPError, ValueError) as error:
-            raise ProviderUnavailable(type(error).__name__) from None
-    tokens = _token_set(dict(token), provider.scopes)
+        token = await _token_endpoint(
+            client.refresh_token(provider.token_url, refresh_token=refresh_token)
+        )
+    tokens = _token_set(token, provider.scopes)
     if tokens.refresh_token is None:
         tokens = TokenSet(
             access_token=tokens.access_token,
