@@ -135,13 +135,11 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             log.warning(messages.LOG_AUTH_OFF)
         adapter = CloudAdapter(TeamsBotAuthentication(settings, session))
         adapter.on_turn_error = on_turn_error
-        signin = SignInService(
+        signin = SignInService.over(
+            database,
             providers=providers,
-            connections=database.connections,
-            login_states=database.login_states,
-            audit=database.audit,
             cipher=cipher,
-            public_base_url=str(settings.public_base_url).rstrip("/"),
+            public_base_url=str(settings.public_base_url),
         )
         login_cards = LoginCards(signin=signin, bot_app_id=settings.app_id or "")
         tokens = TokenService(providers=providers, connections=database.connections, cipher=cipher)

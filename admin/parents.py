@@ -95,13 +95,8 @@ async def authorize(
 ) -> int:
     """Run an operator's sign-in for the configured parent connection `parent_name`."""
     base_url = str(settings.public_base_url).rstrip("/")
-    signin = SignInService(
-        providers=providers,
-        connections=database.connections,
-        login_states=database.login_states,
-        audit=database.audit,
-        cipher=cipher,
-        public_base_url=base_url,
+    signin = SignInService.over(
+        database, providers=providers, cipher=cipher, public_base_url=base_url
     )
     operator = operator_owner()
     configured = providers.parents.get(parent_name)

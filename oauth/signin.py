@@ -43,6 +43,7 @@ from storage.audit import (
 )
 from storage.connections import ConnectionStore
 from storage.crypto import TokenCipher
+from storage.database import Database
 from storage.login_states import LoginState, LoginStateStore
 from storage.models import Actor, Connection, ConnectionKind, Owner
 
@@ -140,6 +141,25 @@ class SignInService:
     audit: AuditLog
     cipher: TokenCipher
     public_base_url: str
+
+    @classmethod
+    def over(
+        cls,
+        database: Database,
+        *,
+        providers: ProviderRegistry,
+        cipher: TokenCipher,
+        public_base_url: str,
+    ) -> SignInService:
+        """The service over an open database's stores (the bot and the operator CLI alike)."""
+        return cls(
+            providers=providers,
+            connections=database.connections,
+            login_states=database.login_states,
+            audit=database.audit,
+            cipher=cipher,
+            public_base_url=public_base_url.rstrip("/"),
+        )
 
     @property
     def redirect_uri(self) -> str:
