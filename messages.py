@@ -38,6 +38,17 @@ LOG_REJECTED_TOKEN = "Rejected a request with an invalid Bot Framework token: %s
 LOG_TURN_ERROR = "Unhandled error in a turn (activity type %s)"
 LOG_SIGNING_KEYS_UNAVAILABLE = "Could not fetch Bot Framework signing keys from %s: %s"
 
+# --- Hostile or oversized input ----------------------------------------------------------------
+HTTP_BODY_TOO_LARGE = "The request body is too large: at most {kb} KB is accepted."
+HTTP_UNREADABLE_BODY = "The request body could not be read (check its Content-Encoding)."
+HTTP_NESTED_TOO_DEEPLY = "The request body is nested too deeply: at most {limit} levels."
+HTTP_INVALID_FIELD = "The activity's {field} is not a string of a reasonable length."
+MESSAGE_TOO_LONG = (
+    "That message is too long for me to read (over {limit:,} characters). Type **help** to see "
+    "what I can do."
+)
+LOG_MESSAGE_TOO_LONG = "Did not read a message of %d characters (the limit is %d)"
+
 # --- Conversation -----------------------------------------------------------------------------
 DID_NOT_UNDERSTAND = "Sorry, I didn't understand that. Type **help** to see what I can do."
 TENANT_NOT_ALLOWED = (
@@ -159,6 +170,10 @@ LOG_REVOKE_FAILED = "Revocation at %s failed; the local change stands"
 
 # --- Recipes -----------------------------------------------------------------------------------
 RECIPE_CREDITED = "{verb} in {app} as {account}"
+RECIPE_OTHER_TENANT = (
+    "{recipe} isn't available to your organization: its {app} app connection serves another "
+    "organization. Nothing was done. Ask your administrator to set up a connection for yours."
+)
 RECIPE_PARENT_REMOVED = (
     "{recipe} can't run: its {app} app connection was removed. Ask {contact} to set it up again."
 )

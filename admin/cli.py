@@ -5,7 +5,7 @@
     python -m admin connections create-runtime --parent ID --tenant T --user OBJECT_ID \\
         --name "Jane Doe" --account jane@contoso.com [--status connected]
     python -m admin connections delete ID
-    python -m admin parents authorize NAME
+    python -m admin parents authorize NAME [--tenant TENANT_ID]
     python -m admin parents list
     python -m admin parents delete ID
     python -m admin recipes list
@@ -15,7 +15,9 @@
 
 It uses MONGODB_URI when set; otherwise the embedded server of a running bot (found through the
 data folder) or, when no bot runs, its own embedded server on the same data folder. Every change
-is audited with the operator's login name as the actor.
+is audited with the operator's login name as the actor. Deletes go through the same
+connections service as the bot: tokens are revoked at the provider (a failure is audited) and
+the deletion is audited.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from typing import TextIO
 from pymongo.errors import PyMongoError
 
 from admin import parents
-from oauth.providers import AppsConfigError, display_name, load_registry
+from connections.service import ConnectionsService
+from oauth.providers import AppsConfigError, ProviderRegistry, display_name, load_registry
+from oauth.tokens import TokenService
 from recipes.definitions import BUILTIN_COMMANDS, RecipesConfigError, load_recipes
 from settings import Settings, SettingsError, load_settings
-from storage.audit import CONNECTION_CREATED, CONNECTION_DELETED
+from storage.audit import CONNECTION_CREATED
 from storage.connections import ConnectionExists, ParentNotFound
-from storage.crypto import reencrypt
+from storage.crypto import TokenCipher, reencrypt
 from storage.database import Database, make_client, open_database
 from storage.embedded import StoreUnavailable, running_server_uri
 from storage.models import (
@@ -106,7 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     parent = commands.add_parser("create-parent", help="store a parent connection (development)")
     parent.add_argument("--provider", required=True)
     parent.add_argument("--account", required=True, help="the account name at the provider")
-    parent.add_argument("--tenant", default="", help="the owner's tenant id")
+    parent.add_argument(
+        "--tenant", required=True, help="the one tenant id whose people may use this parent"
+    )
     parent.add_argument("--user", default="operator", help="the owner's Entra object id")
     parent.add_argument("--name", default="", help="the owner's display name")
     parent.add_argument("--api-base-url")
@@ -133,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
         "authorize", help="sign in to an app and store the account as a parent connection"
     )
     authorize.add_argument("name", help="a parent configured in APPS_FILE [parents]")
+    authorize.add_argument(
+        "--tenant",
+        help="the tenant id the parent serves, when APPS_FILE does not fix it (asked otherwise)",
+    )
     parent_commands.add_parser("list", help="list parent connections and their children")
     remove = parent_commands.add_parser(
         "delete", help="delete a parent connection (its runtime connections stay stored)"
@@ -167,11 +177,7 @@ ENCRYPTED_FIELDS = {
 
 
 async def _reencrypt(settings: Settings, out: TextIO) -> int:
-    cipher = load_token_cipher(
-        configured_keys=settings.encryption_keys,
-        data_dir=settings.data_dir,
-        production=settings.auth_enabled,
-    )
+    cipher = _cipher(settings)
     async with _database(settings) as database:
         for collection, fields in ENCRYPTED_FIELDS.items():
             changed = await reencrypt(database.db[collection], cipher, fields=fields)
@@ -186,24 +192,16 @@ async def _parents(
     async with _database(settings) as database:
         if arguments.command == "list":
             return await parents.list_parents(database, providers.display_name, out)
+        cipher = _cipher(settings)
         if arguments.command == "delete":
-            target = await database.connections.get(arguments.id)
-            if target is None or target.kind is not ConnectionKind.PARENT:
+            deleted = await _service(database, providers, cipher).delete_as_operator(
+                Actor.operator(getpass.getuser()), arguments.id, kind=ConnectionKind.PARENT
+            )
+            if deleted is None:
                 print(f"No parent connection has the id {arguments.id}.", file=out)
                 return 1
-            deleted = await database.connections.delete(arguments.id)
-            if deleted is not None:
-                actor = Actor.operator(getpass.getuser())
-                await database.audit.record(
-                    actor=actor, action=CONNECTION_DELETED, connection=deleted
-                )
             print(f"Deleted parent {arguments.id}; its runtime connections stay stored.", file=out)
             return 0
-        cipher = load_token_cipher(
-            configured_keys=settings.encryption_keys,
-            data_dir=settings.data_dir,
-            production=settings.auth_enabled,
-        )
         return await parents.authorize(
             settings=settings,
             database=database,
@@ -212,7 +210,29 @@ async def _parents(
             parent_name=arguments.name,
             out=out,
             ask=ask,
+            tenant_option=arguments.tenant,
         )
+
+
+def _cipher(settings: Settings) -> TokenCipher:
+    return load_token_cipher(
+        configured_keys=settings.encryption_keys,
+        data_dir=settings.data_dir,
+        production=settings.auth_enabled,
+    )
+
+
+def _service(
+    database: Database, providers: ProviderRegistry, cipher: TokenCipher
+) -> ConnectionsService:
+    """The connections service the bot uses, so an operator's change revokes and audits alike."""
+    tokens = TokenService(providers=providers, connections=database.connections, cipher=cipher)
+    return ConnectionsService(
+        connections=database.connections,
+        audit=database.audit,
+        names=providers.display_name,
+        revoke=tokens.revoke,
+    )
 
 
 async def _recipes(arguments: argparse.Namespace, settings: Settings, out: TextIO) -> int:
@@ -284,6 +304,7 @@ async def _run(
                 ),
                 account=ProviderAccount(id=arguments.account, display_name=arguments.account),
                 api_base_url=arguments.api_base_url,
+                tenant_id=arguments.tenant,
             )
         elif arguments.command == "create-runtime":
             try:
@@ -299,7 +320,11 @@ async def _run(
                     status=ConnectionStatus(arguments.status),
                 )
             except ParentNotFound:
-                print(f"No parent connection has the id {arguments.parent}.", file=sys.stderr)
+                print(
+                    f"No parent connection with the id {arguments.parent} serves tenant "
+                    f"{arguments.tenant}.",
+                    file=sys.stderr,
+                )
                 return 1
             except ConnectionExists:
                 print(
@@ -308,11 +333,12 @@ async def _run(
                 )
                 return 1
         else:
-            deleted = await store.delete(arguments.id)
+            providers = load_registry(settings.apps_file)
+            service = _service(database, providers, _cipher(settings))
+            deleted = await service.delete_as_operator(actor, arguments.id)
             if deleted is None:
                 print(f"No connection has the id {arguments.id}; nothing deleted.", file=out)
                 return 0
-            await database.audit.record(actor=actor, action=CONNECTION_DELETED, connection=deleted)
             print(f"Deleted {_row(deleted)}", file=out)
             return 0
         await database.audit.record(actor=actor, action=CONNECTION_CREATED, connection=created)

@@ -92,8 +92,13 @@ async def authorize(
     parent_name: str,
     out: TextIO,
     ask: Callable[[str], str],
+    tenant_option: str | None = None,
 ) -> int:
-    """Run an operator's sign-in for the configured parent connection `parent_name`."""
+    """Run an operator's sign-in for the configured parent connection `parent_name`.
+
+    The parent serves one tenant: the file's `tenant`, else `tenant_option` (`--tenant`), else
+    the tenant id the operator types when asked.
+    """
     base_url = str(settings.public_base_url).rstrip("/")
     signin = SignInService.over(
         database, providers=providers, cipher=cipher, public_base_url=base_url
@@ -102,6 +107,9 @@ async def authorize(
     configured = providers.parents.get(parent_name)
     if configured is None:
         print(f"No parent {parent_name!r} is configured in APPS_FILE [parents].", file=out)
+        return 2
+    tenant = await _tenant_served(configured.tenant, tenant_option, out=out, ask=ask)
+    if tenant is None:
         return 2
     app_key = configured.app
     provider = providers.get(app_key)
@@ -124,7 +132,7 @@ async def authorize(
         await database.login_states.discard(login_id)
         print("Not stored.", file=out)
         return 1
-    existing = await database.connections.find_parent(parent_name)
+    existing = await database.connections.find_parent(parent_name, tenant_id=tenant)
     if existing is not None:
         parent = await database.connections.replace_parent_credentials(
             connection_id=existing.id,
@@ -143,16 +151,47 @@ async def authorize(
             api_base_url=login.api_base_url,
             tokens=login.tokens,
             name=parent_name,
+            tenant_id=tenant,
         )
     await database.login_states.complete(login_id)
     await database.audit.record(
         actor=Actor.operator(operator.name), action=CONNECTION_CREATED, connection=parent
     )
     print(
-        f"Stored parent connection {parent.id} ({provider.name}, {login.account.display_name}).",
+        f"Stored parent connection {parent.id} ({provider.name}, {login.account.display_name}) "
+        f"for tenant {tenant}.",
         file=out,
     )
     return 0
+
+
+async def _tenant_served(
+    configured: str | None, option: str | None, *, out: TextIO, ask: Callable[[str], str]
+) -> str | None:
+    """The one tenant a parent will serve, or None (explained) when it cannot be settled."""
+    option = option.strip() if option else None
+    if option is not None and (option == "*" or len(option) > 200):
+        print("A parent serves exactly one tenant id; nothing was done.", file=out)
+        return None
+    if configured is not None:
+        if option and option != configured:
+            print(
+                f"APPS_FILE says this parent serves tenant {configured}, not {option}; "
+                "nothing was done.",
+                file=out,
+            )
+            return None
+        return configured
+    if option:
+        return option
+    answer = await asyncio.to_thread(
+        ask, "Which Microsoft Entra tenant id may use this parent connection? "
+    )
+    tenant = answer.strip()
+    if not tenant or tenant == "*" or len(tenant) > 200:
+        print("A parent serves exactly one tenant id; nothing was done.", file=out)
+        return None
+    return tenant
 
 
 async def list_parents(database: Database, names: Callable[[str], str], out: TextIO) -> int:
@@ -165,6 +204,7 @@ async def list_parents(database: Database, names: Callable[[str], str], out: Tex
                 [
                     parent.id,
                     parent.name or "-",
+                    parent.tenant_id or "(no tenant: authorize again)",
                     names(parent.provider),
                     parent.account_label,
                     parent.status.value,

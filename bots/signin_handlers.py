@@ -30,7 +30,8 @@ from oauth.signin import (
     VerifyResult,
     looks_like_code,
 )
-from storage.models import Connection, ConnectionKind, Owner
+from storage.connections import serves
+from storage.models import Connection, Owner
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class SignInHandlers:
         )
         if (
             parent is None
-            or parent.kind is not ConnectionKind.PARENT
+            or not serves(parent, turn.owner)
             or self.signin.provider_for(parent) is None
         ):
             return connections_picklist(

@@ -18,7 +18,7 @@ from storage.audit import (
     AuditLog,
 )
 from storage.connections import Change, ConnectionStore
-from storage.models import Actor, Connection, Owner
+from storage.models import Actor, Connection, ConnectionKind, Owner
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class ConnectionsService:
             return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
         if change is Change.UNCHANGED or previous is None:
             return Outcome(Result.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label))
-        revocation = await self._revoke(owner, previous)
+        revocation = await self._revoke(Actor.person(owner), previous)
         await self.audit.record(
             actor=Actor.person(owner),
             action=CONNECTION_DISCONNECTED,
@@ -109,14 +109,18 @@ class ConnectionsService:
         )
         return Outcome(Result.DONE, messages.DISCONNECTED.format(label=label))
 
-    async def _revoke(self, owner: Owner, connection: Connection) -> str:
+    async def _revoke(self, actor: Actor, connection: Connection) -> str:
         """Revoke at the provider after the local change; a failure is audited, not fatal."""
-        if self.revoke is None or connection.tokens is None:
+        if connection.tokens is None:
             return "nothing_to_revoke"
-        result = await self.revoke(connection)
+        if self.revoke is None:
+            # No way to reach the provider from here: say so rather than pretend.
+            result = "failed"
+        else:
+            result = await self.revoke(connection)
         if result == "failed":
             await self.audit.record(
-                actor=Actor.person(owner), action=CONNECTION_REVOKE_FAILED, connection=connection
+                actor=actor, action=CONNECTION_REVOKE_FAILED, connection=connection
             )
         return result
 
@@ -125,7 +129,7 @@ class ConnectionsService:
         deleted = await self.connections.delete_for_owner(connection_id=connection_id, owner=owner)
         if deleted is None:
             return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
-        revocation = await self._revoke(owner, deleted)
+        revocation = await self._revoke(Actor.person(owner), deleted)
         await self.audit.record(
             actor=Actor.person(owner),
             action=CONNECTION_DELETED,
@@ -135,3 +139,25 @@ class ConnectionsService:
         return Outcome(
             Result.DONE, messages.DELETED.format(label=ConnectionView.of(deleted, self.names).label)
         )
+
+    async def delete_as_operator(
+        self, actor: Actor, connection_id: str, *, kind: ConnectionKind | None = None
+    ) -> Connection | None:
+        """An operator removes any connection (of `kind`, when given): revoked and audited like
+        a person's own Delete. A parent's runtime connections stay stored.
+
+        Returns:
+            The removed record (tokens included, already revoked), only to the call that removed
+            it; None when there was nothing (left) to remove.
+        """
+        deleted = await self.connections.delete(connection_id, kind=kind)
+        if deleted is None:
+            return None
+        revocation = await self._revoke(actor, deleted)
+        await self.audit.record(
+            actor=actor,
+            action=CONNECTION_DELETED,
+            connection=deleted,
+            details={"revocation": revocation},
+        )
+        return deleted

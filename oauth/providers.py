@@ -243,6 +243,9 @@ class ParentConfig:
     name: str
     app: str
     contact: str
+    # The one tenant whose people may use this parent; None: the operator names it when they
+    # authorize the parent (`python -m admin parents authorize NAME --tenant ID`).
+    tenant: str | None = None
 
 
 class ParentTable(BaseModel):
@@ -250,6 +253,7 @@ class ParentTable(BaseModel):
 
     app: str
     contact: str = "your administrator"
+    tenant: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 @dataclass(frozen=True)
@@ -324,7 +328,9 @@ def _load_parents(
             raise AppsConfigError(f"{where}.{location}: {first['msg']}.") from None
         if parent.app not in providers:
             raise AppsConfigError(f"{where}.app: no app {parent.app!r} is configured.")
-        parents[name] = ParentConfig(name=name, app=parent.app, contact=parent.contact)
+        parents[name] = ParentConfig(
+            name=name, app=parent.app, contact=parent.contact, tenant=parent.tenant
+        )
     return parents
 
 

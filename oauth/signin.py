@@ -41,11 +41,11 @@ from storage.audit import (
     CONNECTION_RECONNECTED,
     AuditLog,
 )
-from storage.connections import ConnectionStore
+from storage.connections import ConnectionStore, serves
 from storage.crypto import TokenCipher
 from storage.database import Database
 from storage.login_states import LoginState, LoginStateStore
-from storage.models import Actor, Connection, ConnectionKind, Owner
+from storage.models import Actor, Connection, Owner
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,9 @@ class SignInService:
             conversation: the serialized conversation reference to answer in.
             run_id: the recipe run to resume afterwards, if any.
         """
-        if parent.kind is not ConnectionKind.PARENT:
-            raise ValueError("sign-in needs a parent connection")
+        if not serves(parent, owner):
+            # Never a sign-in under a parent of another tenant (or under a runtime connection).
+            raise ValueError("sign-in needs a parent connection of the person's tenant")
         state = secrets.token_urlsafe(32)
         await self.login_states.create(
             state_hash=hash_state(state),

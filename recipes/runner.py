@@ -267,11 +267,19 @@ class RecipeRunner:
             card = build(recipe_name=recipe.name, message=message)
             return RunResult(outcome, card=card, message=message, **extra)
 
-        parent = await self.connections.find_parent(recipe.parent)
+        tenant = request.invoker.tenant_id
+        if configured.tenant is not None and configured.tenant != tenant:
+            text = messages.RECIPE_OTHER_TENANT.format(recipe=recipe.name, app=app_name)
+            return problem(Outcome.PARENT_UNAVAILABLE, text), None
+        # Only a parent serving the invoker's own tenant is ever used (see storage.connections).
+        parent = await self.connections.find_parent(recipe.parent, tenant_id=tenant)
         if parent is None or parent.kind is not ConnectionKind.PARENT:
-            text = messages.RECIPE_PARENT_REMOVED.format(
-                recipe=recipe.name, app=app_name, contact=configured.contact
-            )
+            if await self.connections.parent_tenants(recipe.parent) - {tenant, ""}:
+                text = messages.RECIPE_OTHER_TENANT.format(recipe=recipe.name, app=app_name)
+            else:
+                text = messages.RECIPE_PARENT_REMOVED.format(
+                    recipe=recipe.name, app=app_name, contact=configured.contact
+                )
             return problem(Outcome.PARENT_UNAVAILABLE, text), None
         sign_in = messages.RECIPE_SIGN_IN_NEEDED.format(recipe=recipe.name, app=app_name)
         parent_needs_auth = messages.RECIPE_PARENT_NEEDS_AUTH.format(

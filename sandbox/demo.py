@@ -66,6 +66,7 @@ def write_apps_file(data_dir: Path, sandbox_url: str) -> Path:
         "[parents.sandbox_team]\n"
         'app = "sandbox"\n'
         'contact = "whoever runs this demo"\n'
+        f'tenant = "{PLAYGROUND_USER.tenant_id}"\n'
     )
     return path
 
@@ -94,7 +95,8 @@ def write_recipes_file(data_dir: Path) -> Path:
 async def seed_connections(app: web.Application) -> AsyncIterator[None]:
     """A sandbox parent and a Disconnected connection for the Playground user, once."""
     store = app[DATABASE_KEY].connections
-    parent = await store.find_parent("sandbox_team") or await store.create_parent(
+    tenant = PLAYGROUND_USER.tenant_id
+    parent = await store.find_parent("sandbox_team", tenant_id=tenant) or await store.create_parent(
         provider="sandbox",
         owner=DEMO_ADMIN,
         account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),

@@ -7,7 +7,9 @@ never reaches someone else's record. Not-found returns None; deletes are idempot
 
 Methods:
     ensure_indexes()
-    create_parent(provider=, owner=, account=, ...) -> Connection
+    create_parent(provider=, owner=, account=, tenant_id=, ...) -> Connection
+    find_parent(name, tenant_id=) -> Connection | None
+    parent_tenants(name) -> set[str]
     create_runtime(parent_id=, owner=, account=, ...) -> Connection
     get(connection_id) -> Connection | None
     get_for_owner(connection_id=, owner=) -> Connection | None
@@ -46,7 +48,7 @@ class ConnectionExists(ValueError):
 
 
 class ParentNotFound(ValueError):
-    """A runtime connection must name an existing parent connection."""
+    """A runtime connection must name an existing parent connection of the person's tenant."""
 
 
 class Change(StrEnum):
@@ -70,6 +72,16 @@ def _object_id(connection_id: str) -> ObjectId | None:
 
 def _owner_filter(owner: Owner) -> Document:
     return {"owner.tenant_id": owner.tenant_id, "owner.aad_object_id": owner.aad_object_id}
+
+
+def serves(parent: Connection | None, person: Owner) -> bool:
+    """True when `parent` is a parent connection of the person's own tenant."""
+    return (
+        parent is not None
+        and parent.kind is ConnectionKind.PARENT
+        and bool(parent.tenant_id)
+        and parent.tenant_id == person.tenant_id
+    )
 
 
 class ConnectionStore:
@@ -97,7 +109,8 @@ class ConnectionStore:
         )
         await self._connections.create_index([("kind", ASCENDING)], name="by_kind")
         await self._connections.create_index(
-            [("kind", ASCENDING), ("name", ASCENDING)], name="parents_by_name"
+            [("kind", ASCENDING), ("name", ASCENDING), ("tenant_id", ASCENDING)],
+            name="parents_by_name_and_tenant",
         )
 
     async def create_parent(
@@ -111,8 +124,14 @@ class ConnectionStore:
         tokens: EncryptedTokens | None = None,
         status: ConnectionStatus = ConnectionStatus.CONNECTED,
         name: str | None = None,
+        tenant_id: str | None = None,
     ) -> Connection:
-        """Store a parent connection: a recipe's default account, authorized by an admin."""
+        """Store a parent connection: a recipe's default account, authorized by an admin.
+
+        Args:
+            tenant_id: the tenant whose people the parent serves (default: the owner's tenant).
+                A parent is never used for anyone of another tenant.
+        """
         document = self._new_document(
             kind=ConnectionKind.PARENT,
             provider=provider,
@@ -126,18 +145,33 @@ class ConnectionStore:
         )
         if name is not None:
             document["name"] = name
+        document["tenant_id"] = owner.tenant_id if tenant_id is None else tenant_id
         await self._connections.insert_one(document)
         return Connection.from_document(document)
 
-    async def find_parent(self, name: str) -> Connection | None:
-        """The parent connection stored under a configured name (the newest, if several)."""
+    async def find_parent(self, name: str, *, tenant_id: str) -> Connection | None:
+        """The parent stored under a configured name that serves `tenant_id` (newest first).
+
+        A parent of another tenant is never returned, whatever its name.
+        """
+        if not isinstance(tenant_id, str) or not tenant_id:
+            return None
         cursor = (
-            self._connections.find({"kind": ConnectionKind.PARENT.value, "name": name})
+            self._connections.find(
+                {"kind": ConnectionKind.PARENT.value, "name": name, "tenant_id": tenant_id}
+            )
             .sort([("created_at", -1)])
             .limit(1)
         )
         documents = [document async for document in cursor]
         return Connection.from_document(documents[0]) if documents else None
+
+    async def parent_tenants(self, name: str) -> set[str]:
+        """The tenants that have a parent stored under a configured name."""
+        cursor = self._connections.find(
+            {"kind": ConnectionKind.PARENT.value, "name": name}, projection={"tenant_id": 1}
+        )
+        return {str(document.get("tenant_id") or "") async for document in cursor}
 
     async def replace_parent_credentials(
         self,
@@ -195,8 +229,9 @@ class ConnectionStore:
             ConnectionExists: the person already has one for that parent.
         """
         parent = await self.get(parent_id)
-        if parent is None or parent.kind is not ConnectionKind.PARENT:
+        if not serves(parent, owner):
             raise ParentNotFound(parent_id)
+        assert parent is not None
         document = self._new_document(
             kind=ConnectionKind.RUNTIME,
             provider=parent.provider,
@@ -264,8 +299,9 @@ class ConnectionStore:
             The stored connection, and the record as it was before (None when created).
         """
         parent = await self.get(parent_id)
-        if parent is None or parent.kind is not ConnectionKind.PARENT:
+        if not serves(parent, owner):
             raise ParentNotFound(parent_id)
+        assert parent is not None
         scope = {
             "parent_id": ObjectId(parent_id),
             "kind": ConnectionKind.RUNTIME.value,
@@ -440,12 +476,18 @@ class ConnectionStore:
         scope = {"_id": object_id, "kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
         return await self._delete_one(scope)
 
-    async def delete(self, connection_id: str) -> Connection | None:
-        """Remove any connection (operators). A parent's runtime children stay stored."""
+    async def delete(
+        self, connection_id: str, *, kind: ConnectionKind | None = None
+    ) -> Connection | None:
+        """Remove any connection (operators), only of `kind` when given. A parent's runtime
+        children stay stored."""
         object_id = _object_id(connection_id)
         if object_id is None:
             return None
-        return await self._delete_one({"_id": object_id})
+        scope: Document = {"_id": object_id}
+        if kind is not None:
+            scope["kind"] = kind.value
+        return await self._delete_one(scope)
 
     async def _delete_one(self, scope: Document) -> Connection | None:
         # One atomic step: only the caller that removed the record gets it (with its tokens).

@@ -66,6 +66,9 @@ class Connection(BaseModel):
     provider: str
     # Parents: the configured name recipes refer to (see APPS_FILE [parents]).
     name: str | None = None
+    # Parents: the one tenant whose people the parent serves. None (a record from before
+    # parents were tenant-bound) serves nobody until an operator authorizes it again.
+    tenant_id: str | None = None
     parent_id: str | None = None
     owner: Owner
     account: ProviderAccount | None = None

@@ -28,7 +28,18 @@ def cli_database(monkeypatch: pytest.MonkeyPatch, mongodb_uri: str) -> str:
 
 def test_create_list_and_delete(cli_database: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Parents and runtime connections can be created, listed and deleted; children survive."""
-    code, out = run("connections", "create-parent", "--provider", "box", "--account", "admin@box")
+    code, out = run(
+        *[
+            "connections",
+            "create-parent",
+            "--provider",
+            "box",
+            "--account",
+            "admin@box",
+            "--tenant",
+            "t1",
+        ]
+    )
     assert code == 0
     parent_id = out.split("\t")[0]
 
@@ -88,7 +99,18 @@ async def test_changes_are_audited(cli_database: str, mongodb_uri: str) -> None:
     import asyncio
 
     def work() -> str:
-        _, out = run("connections", "create-parent", "--provider", "box", "--account", "a@b")
+        _, out = run(
+            *[
+                "connections",
+                "create-parent",
+                "--provider",
+                "box",
+                "--account",
+                "a@b",
+                "--tenant",
+                "t",
+            ]
+        )
         connection_id = out.split("\t")[0]
         run("connections", "delete", connection_id)
         return connection_id

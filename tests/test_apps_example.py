@@ -32,3 +32,5 @@ def test_example_apps_file_loads() -> None:
     assert registry.display_name("acme_crm") == "Acme CRM"
     assert set(registry.parents) == {"sales_salesforce", "it_servicenow", "files_box", "m365_graph"}
     assert registry.parents["files_box"].contact == "your administrator"
+    assert registry.parents["sales_salesforce"].tenant == "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    assert registry.parents["files_box"].tenant is None

@@ -10,11 +10,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from storage.crypto import TokenCipher
 from storage.models import ConnectionKind, ProviderAccount
 from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot
 from tests.support.activities import JANE
 from tests.support.data import owner
-from tests.support.sandbox import authorize
+from tests.support.sandbox import RunningSandbox, authorize, issue_tokens
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,9 +52,11 @@ async def run_cli(bot: RunningBot, *argv: str) -> asyncio.subprocess.Process:
     )
 
 
-async def sign_in_from_cli(bot: RunningBot, user: str) -> asyncio.subprocess.Process:
+async def sign_in_from_cli(
+    bot: RunningBot, user: str, *, tenant: str = JANE.tenant_id
+) -> asyncio.subprocess.Process:
     """Start `parents authorize`, complete the browser part as `user`, wait for the prompt."""
-    cli = await run_cli(bot, "parents", "authorize", "sandbox_team")
+    cli = await run_cli(bot, "parents", "authorize", "sandbox_team", "--tenant", tenant)
     assert cli.stdout is not None
     url = ""
     while not url.startswith("http"):
@@ -83,6 +86,7 @@ async def test_authorize_and_accept_stores_the_parent(bot: RunningBot) -> None:
     assert parents[0].account is not None
     assert parents[0].account.display_name == "omar@sandbox.example"
     assert parents[0].tokens is not None and parents[0].name == "sandbox_team"
+    assert parents[0].tenant_id == JANE.tenant_id
     assert b"Stored parent connection" in out
 
     again = await sign_in_from_cli(bot, "alex")  # authorizing again replaces, same record
@@ -119,8 +123,8 @@ async def test_list_and_delete_keep_children(bot: RunningBot) -> None:
     listing = await run_cli(bot, "parents", "list")
     out, _ = await listing.communicate()
     assert (
-        f"{parent.id}\t-\tSandbox\tadmin@sandbox.example\tconnected\t1 runtime connection(s)"
-        in out.decode()
+        f"{parent.id}\t-\ttenant-contoso\tSandbox\tadmin@sandbox.example\tconnected\t"
+        "1 runtime connection(s)" in out.decode()
     )
 
     deleting = await run_cli(bot, "parents", "delete", parent.id)
@@ -133,3 +137,32 @@ async def test_list_and_delete_keep_children(bot: RunningBot) -> None:
     out, _ = await refused.communicate()
     assert refused.returncode == 1 and b"No parent connection" in out
     assert await bot.database.connections.get(child.id) is not None
+
+
+@pytest.mark.parametrize("command", [("connections", "delete"), ("parents", "delete")])
+async def test_operator_deletes_revoke_and_audit(
+    bot: RunningBot, sandbox: RunningSandbox, command: tuple[str, str]
+) -> None:
+    """An operator's delete goes through the connections service, like a person's: the tokens
+    stop working at the provider and one audit event records the delete and the revocation."""
+    cipher = TokenCipher([TEST_TOKEN_KEY])
+    assert bot.settings.apps_file is not None
+    tokens = await issue_tokens(
+        bot.settings.apps_file, f"{bot.settings.public_base_url}auth/callback", user="omar"
+    )
+    parent = await bot.database.connections.create_parent(
+        provider="sandbox",
+        owner=owner(JANE),
+        account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),
+        tokens=cipher.seal(tokens.as_record()),
+        name="sandbox_team",
+    )
+    revocations = sandbox.stats().get("revoke", 0)
+    deleting = await run_cli(bot, *command, parent.id)
+    out, _ = await deleting.communicate()
+    assert deleting.returncode == 0, out
+    assert await bot.database.connections.get(parent.id) is None
+    assert sandbox.stats().get("revoke", 0) == revocations + 2  # refresh, then access token
+    [event] = await bot.database.audit.for_connection(parent.id)
+    assert event.action == "connection.deleted" and event.actor.kind == "operator"
+    assert event.details == {"revocation": "revoked"}

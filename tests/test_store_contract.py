@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from bson import ObjectId
 
 from storage.connections import Change, ConnectionExists, ParentNotFound
 from storage.database import Database, ensure_indexes
-from storage.models import ConnectionKind, ConnectionStatus, Owner, ProviderAccount
+from storage.models import (
+    ConnectionKind,
+    ConnectionStatus,
+    EncryptedTokens,
+    Owner,
+    ProviderAccount,
+)
 
 JANE = Owner(tenant_id="t-contoso", aad_object_id="aad-jane", teams_user_id="29:jane", name="Jane")
 JANE_ELSEWHERE = Owner(tenant_id="t-fabrikam", aad_object_id="aad-jane", name="Jane")
@@ -31,7 +38,7 @@ async def test_one_runtime_connection_per_person_and_parent(database: Database) 
     await database.connections.create_runtime(parent_id=parent.id, owner=JANE, account=ACCOUNT)
     with pytest.raises(ConnectionExists):
         await database.connections.create_runtime(parent_id=parent.id, owner=JANE, account=ACCOUNT)
-    # Same person under another parent, another person, or another tenant: all fine.
+    # Same person under another parent, or another person: both fine.
     other_parent = await database.connections.create_parent(
         provider="box", owner=OMAR, account=None
     )
@@ -39,10 +46,46 @@ async def test_one_runtime_connection_per_person_and_parent(database: Database) 
         parent_id=other_parent.id, owner=JANE, account=ACCOUNT
     )
     await database.connections.create_runtime(parent_id=parent.id, owner=OMAR, account=ACCOUNT)
-    await database.connections.create_runtime(
-        parent_id=parent.id, owner=JANE_ELSEWHERE, account=ACCOUNT
+    # The same object id in another tenant under the same parent: the parent is not theirs.
+    with pytest.raises(ParentNotFound):
+        await database.connections.create_runtime(
+            parent_id=parent.id, owner=JANE_ELSEWHERE, account=ACCOUNT
+        )
+    assert len(await database.connections.list_all(kind=ConnectionKind.RUNTIME)) == 3
+
+
+async def test_parents_serve_exactly_one_tenant(database: Database) -> None:
+    """A parent is found only for its own tenant, and no runtime connection of another tenant
+    can be written under it (created or upserted by a sign-in)."""
+    store = database.connections
+    contoso = await store.create_parent(provider="box", owner=OMAR, account=None, name="files")
+    fabrikam = await store.create_parent(
+        provider="box", owner=OMAR, account=None, name="files", tenant_id="t-fabrikam"
     )
-    assert len(await database.connections.list_all(kind=ConnectionKind.RUNTIME)) == 4
+    assert contoso.tenant_id == "t-contoso" and fabrikam.tenant_id == "t-fabrikam"
+    found = await store.find_parent("files", tenant_id="t-contoso")
+    assert found is not None and found.id == contoso.id
+    found = await store.find_parent("files", tenant_id="t-fabrikam")
+    assert found is not None and found.id == fabrikam.id
+    assert await store.find_parent("files", tenant_id="t-northwind") is None
+    assert await store.find_parent("files", tenant_id="") is None
+    assert await store.parent_tenants("files") == {"t-contoso", "t-fabrikam"}
+    # A record from before parents were tenant-bound serves nobody.
+    legacy = await database.db["connections"].find_one({"_id": ObjectId(contoso.id)})
+    assert legacy is not None
+    legacy |= {"_id": ObjectId(), "name": "legacy"}
+    del legacy["tenant_id"]
+    await database.db["connections"].insert_one(legacy)
+    assert await store.find_parent("legacy", tenant_id="t-contoso") is None
+    with pytest.raises(ParentNotFound):
+        await store.upsert_runtime(
+            parent_id=contoso.id,
+            owner=JANE_ELSEWHERE,
+            account=ACCOUNT,
+            tokens=EncryptedTokens(key_id="k", ciphertext=b"x"),
+            scopes=[],
+            api_base_url=None,
+        )
 
 
 async def test_concurrent_creates_leave_exactly_one(database: Database) -> None:
