@@ -135,14 +135,15 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             log.warning(messages.LOG_AUTH_OFF)
         adapter = CloudAdapter(TeamsBotAuthentication(settings, session))
         adapter.on_turn_error = on_turn_error
+        tokens = TokenService(providers=providers, connections=database.connections, cipher=cipher)
         signin = SignInService.over(
             database,
             providers=providers,
             cipher=cipher,
             public_base_url=str(settings.public_base_url),
+            revoke_grant=tokens.revoke_grant,
         )
         login_cards = LoginCards(signin=signin, bot_app_id=settings.app_id or "")
-        tokens = TokenService(providers=providers, connections=database.connections, cipher=cipher)
         await database.recipe_settings.seed(
             {recipe.key: recipe.verify_user_access for recipe in book}
         )
@@ -169,6 +170,7 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             adapter=adapter,
             bot_app_id=settings.app_id or "",
             leases=database.leases,
+            also_sweep=signin.revoke_expired_grants,
         )
         router = build_router(
             database, settings, signin, login_cards, tokens, recipe_handlers, resumer

@@ -9,6 +9,7 @@ stops the start with one sentence naming the variable (`load_settings`). Secrets
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +28,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 BOT_FRAMEWORK_OPENID_METADATA_URL = (
     "https://login.botframework.com/v1/.well-known/openidconfiguration"
 )
+
+ANY_TENANT = "*"
+LOOPBACK_HOSTS = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 AppType = Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -107,7 +111,14 @@ class Settings(BaseSettings):
         default=30.0, ge=0, le=3600, validation_alias=AliasChoices("SIGNIN_SWEEP_SECONDS")
     )
     allowed_tenant_ids: Annotated[frozenset[str], NoDecode] = Field(
-        default=frozenset(), validation_alias=AliasChoices("ALLOWED_TENANT_IDS")
+        default=frozenset(),
+        validation_alias=AliasChoices("ALLOWED_TENANT_IDS"),
+        description="Tenant ids allowed to use the bot, or * for any tenant (multi-tenant).",
+    )
+    allowed_channel_ids: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset({"msteams"}),
+        validation_alias=AliasChoices("ALLOWED_CHANNEL_IDS"),
+        description="Bot Framework channels trusted to assert who a person is.",
     )
 
     @field_validator("apps_file", "recipes_file")
@@ -129,11 +140,25 @@ class Settings(BaseSettings):
             return None
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("allowed_tenant_ids", mode="before")
+    @field_validator("allowed_tenant_ids", "allowed_channel_ids", mode="before")
     @classmethod
-    def _split_tenants(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_tenant_ids")
+    @classmethod
+    def _any_tenant_alone(cls, value: frozenset[str]) -> frozenset[str]:
+        if ANY_TENANT in value and len(value) > 1:
+            raise ValueError("* (any tenant) cannot be combined with tenant ids")
+        return value
+
+    @field_validator("allowed_channel_ids")
+    @classmethod
+    def _some_channel(cls, value: frozenset[str]) -> frozenset[str]:
+        if not value:
+            raise ValueError("list at least one channel id, e.g. msteams")
         return value
 
     @model_validator(mode="after")
@@ -154,6 +179,29 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Settings:
+        """Refuse configurations that would silently let anyone act as anyone."""
+        if self.app_id is None:
+            if not is_loopback_host(self.host):
+                raise ValueError(
+                    f"HOST={self.host} is refused while authentication is off (no "
+                    "MicrosoftAppId): anyone who can reach the bot could act as anyone. Set "
+                    "MicrosoftAppId and MicrosoftAppPassword, or serve on HOST=localhost"
+                )
+            return self
+        if not self.allowed_tenant_ids:
+            raise ValueError(
+                "The setting ALLOWED_TENANT_IDS is required when MicrosoftAppId is set: list "
+                "the tenant ids that may use the bot, or * to allow any tenant (multi-tenant)"
+            )
+        if self.mongodb_uri is None or not self.mongodb_uri.get_secret_value().strip():
+            raise ValueError(
+                "The setting MONGODB_URI is required when MicrosoftAppId is set: a production "
+                "bot never falls back to the embedded local store"
+            )
+        return self
+
     @property
     def encryption_keys(self) -> list[str]:
         """TOKEN_ENCRYPTION_KEYS split on commas, newest first."""
@@ -168,8 +216,31 @@ class Settings(BaseSettings):
         return self.app_id is not None
 
     def tenant_allowed(self, tenant_id: str | None) -> bool:
-        """True when the tenant may use the bot (an empty allow list admits every tenant)."""
-        return not self.allowed_tenant_ids or (tenant_id or "") in self.allowed_tenant_ids
+        """True when the tenant may use the bot.
+
+        `*` admits every tenant; so does an empty list, which only a local bot (authentication
+        off, loopback only) can have.
+        """
+        if not self.allowed_tenant_ids or ANY_TENANT in self.allowed_tenant_ids:
+            return True
+        return bool(tenant_id) and tenant_id in self.allowed_tenant_ids
+
+    def channel_allowed(self, channel_id: str | None) -> bool:
+        """True for the channels trusted to assert who a person is (Teams by default)."""
+        return bool(channel_id) and channel_id in self.allowed_channel_ids
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for a host name or address that only this machine can reach."""
+    if not host:
+        return False
+    name = host.strip().strip("[]").casefold()
+    if name in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _variable_name(location: str) -> str:

@@ -23,11 +23,12 @@ from aiohttp import web
 from oauth.pages import sign_in_routes
 from oauth.providers import ProviderRegistry
 from oauth.signin import SignInService
+from oauth.tokens import TokenService
 from settings import Settings
 from storage.audit import CONNECTION_CREATED
 from storage.crypto import TokenCipher
 from storage.database import Database
-from storage.login_states import LoginState, Step
+from storage.login_states import LoginState, Step, VoidReason
 from storage.models import Actor, ConnectionKind, Owner
 
 POLL_S = 0.5
@@ -100,8 +101,13 @@ async def authorize(
     the tenant id the operator types when asked.
     """
     base_url = str(settings.public_base_url).rstrip("/")
+    tokens = TokenService(providers=providers, connections=database.connections, cipher=cipher)
     signin = SignInService.over(
-        database, providers=providers, cipher=cipher, public_base_url=base_url
+        database,
+        providers=providers,
+        cipher=cipher,
+        public_base_url=base_url,
+        revoke_grant=tokens.revoke_grant,
     )
     operator = operator_owner()
     configured = providers.parents.get(parent_name)
@@ -129,7 +135,8 @@ async def authorize(
     print(f"Signed in to {provider.name} as {login.account.display_name}.", file=out, flush=True)
     answer = await asyncio.to_thread(ask, "Store this account as the parent connection? [y/N] ")
     if answer.strip().lower() not in ("y", "yes"):
-        await database.login_states.discard(login_id)
+        # Someone else's account (a forwarded URL?): its grant is revoked, not just dropped.
+        await signin.void(login, VoidReason.REJECTED)
         print("Not stored.", file=out)
         return 1
     existing = await database.connections.find_parent(parent_name, tenant_id=tenant)
@@ -153,7 +160,7 @@ async def authorize(
             name=parent_name,
             tenant_id=tenant,
         )
-    await database.login_states.complete(login_id)
+    await database.login_states.complete_parent(login_id)
     await database.audit.record(
         actor=Actor.operator(operator.name), action=CONNECTION_CREATED, connection=parent
     )

@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -42,7 +43,7 @@ from botframework.connector.auth import (
 from botframework.connector.skills import BotFrameworkClient
 
 import messages
-from settings import Settings
+from settings import Settings, is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ class SigningKeysUnavailable(RuntimeError):
     """The signing keys could not be fetched, so no token can be checked right now."""
 
 
+class ActivityRefused(Exception):
+    """An authentic request the bot will not act on (403): a channel not trusted to assert
+    identity, or (authentication off) a reply address off this machine."""
+
+
 @dataclass
 class _SdkConfiguration:
     """The attribute names ConfigurationBotFrameworkAuthentication reads, as plain strings."""
@@ -65,6 +71,14 @@ class _SdkConfiguration:
     APP_PASSWORD: str
     APP_TYPE: str
     APP_TENANTID: str
+
+
+def _is_loopback_url(url: str | None) -> bool:
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and is_loopback_host(parts.hostname)
 
 
 def _sdk_configuration(settings: Settings) -> _SdkConfiguration:
@@ -142,6 +156,7 @@ class TeamsBotAuthentication(BotFrameworkAuthentication):
     def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
         self._app_id = settings.app_id or ""
         self._auth_enabled = settings.auth_enabled
+        self._allowed_channels = settings.allowed_channel_ids
         self._inner = ConfigurationBotFrameworkAuthentication(_sdk_configuration(settings))
         self._keys = SigningKeys(str(settings.openid_metadata_url), session)
         self._connectors: OrderedDict[tuple[str, str, str], ConnectorClient] = OrderedDict()
@@ -152,12 +167,19 @@ class TeamsBotAuthentication(BotFrameworkAuthentication):
         self, activity: Activity, auth_header: str
     ) -> AuthenticateRequestResult:
         if not self._auth_enabled:
-            # Local use: the SDK grants anonymous claims to a request without a header. A header
-            # is ignored rather than validated, since that would fetch keys from the internet.
+            # Local use: replies go only to this machine, or anyone could make the bot send
+            # requests anywhere (server-side request forgery).
+            if not _is_loopback_url(activity.service_url):
+                raise ActivityRefused("serviceUrl is not on this machine")
+            # The SDK grants anonymous claims to a request without a header. A header is
+            # ignored rather than validated, since that would fetch keys from the internet.
             anonymous = await self._inner.authenticate_request(activity, "")
             anonymous.connector_factory = self.create_connector_factory(anonymous.claims_identity)
             return anonymous
         claims = await self.validate_channel_token(activity, auth_header)
+        if activity.channel_id not in self._allowed_channels:
+            # A valid token for Direct Line or Web Chat proves nothing about a Teams user's ids.
+            raise ActivityRefused("channel not trusted to assert identity")
         identity = ClaimsIdentity(claims, True)
         result = AuthenticateRequestResult()
         result.claims_identity = identity

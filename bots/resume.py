@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +37,8 @@ class RunResumer:
     adapter: BotAdapter
     bot_app_id: str
     leases: LeaseStore
+    # More clean-up that must run once per round across processes (expired sign-in grants).
+    also_sweep: Callable[[], Awaitable[int]] | None = None
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     async def after_sign_in(self, owner: Owner, parent_id: str) -> int:
@@ -77,6 +80,8 @@ class RunResumer:
             SWEEPER_LEASE, holder=self.holder, until=now + lease_for, now=now
         ):
             return 0
+        if self.also_sweep is not None:
+            await self.also_sweep()
         ended = 0
         for waiting in await self.runner.runs.expired_waiting(now=now):
             run = await self.runner.runs.claim_waiting(waiting["_id"], to="expired")

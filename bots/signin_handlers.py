@@ -141,6 +141,10 @@ class SignInHandlers:
         state = value.get("state") if isinstance(value, dict) else None
         if not isinstance(state, str):
             return
+        if not turn.personal:
+            # A code counts only in the person's own 1:1 chat, like a typed one.
+            await turn.send_text(messages.SIGNIN_CODE_PRIVATE_CHAT_ONLY)
+            return
         result = await self.signin.verify(owner=turn.owner, code=state.strip())
         await self._tell(turn, result)
 

@@ -15,8 +15,10 @@ the person's own.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +30,7 @@ import messages
 from oauth.client import (
     OAuthRejected,
     ProviderUnavailable,
+    TokenSet,
     api_base_url,
     authorization_url,
     exchange_code,
@@ -39,16 +42,18 @@ from storage.audit import (
     CONNECTION_ACCOUNT_CHANGED,
     CONNECTION_CREATED,
     CONNECTION_RECONNECTED,
+    SIGNIN_VOIDED,
     AuditLog,
 )
 from storage.connections import ConnectionStore, serves
 from storage.crypto import TokenCipher
 from storage.database import Database
-from storage.login_states import LoginState, LoginStateStore
-from storage.models import Actor, Connection, Owner
+from storage.login_states import LoginState, LoginStateStore, Step, VoidReason
+from storage.models import Actor, Connection, EncryptedTokens, Owner
 
 log = logging.getLogger(__name__)
 
+GrantRevoker = Callable[[str, EncryptedTokens], Awaitable[str]]
 CODE_DIGITS = 6
 CANCELLED_BY_USER = "CancelledByUser"
 
@@ -141,6 +146,8 @@ class SignInService:
     audit: AuditLog
     cipher: TokenCipher
     public_base_url: str
+    # Revokes a grant (sealed tokens of an app) at its provider; see oauth.tokens.
+    revoke_grant: GrantRevoker | None = None
 
     @classmethod
     def over(
@@ -150,6 +157,7 @@ class SignInService:
         providers: ProviderRegistry,
         cipher: TokenCipher,
         public_base_url: str,
+        revoke_grant: GrantRevoker | None = None,
     ) -> SignInService:
         """The service over an open database's stores (the bot and the operator CLI alike)."""
         return cls(
@@ -159,6 +167,7 @@ class SignInService:
             audit=database.audit,
             cipher=cipher,
             public_base_url=public_base_url.rstrip("/"),
+            revoke_grant=revoke_grant,
         )
 
     @property
@@ -187,6 +196,9 @@ class SignInService:
         if not serves(parent, owner):
             # Never a sign-in under a parent of another tenant (or under a runtime connection).
             raise ValueError("sign-in needs a parent connection of the person's tenant")
+        # At most one pending sign-in per person and parent: a new one replaces the old.
+        for earlier in await self.login_states.pending_for(owner, parent_id=parent.id):
+            await self.void(earlier, VoidReason.REPLACED)
         state = secrets.token_urlsafe(32)
         await self.login_states.create(
             state_hash=hash_state(state),
@@ -276,17 +288,18 @@ class SignInService:
             raise SignInError(CallbackFailure.MISSING_CODE)
 
         verifier = self.cipher.open_text(login.verifier)
+        tokens = None
         try:
             tokens = await exchange_code(
                 provider, code=code, redirect_uri=self.redirect_uri, code_verifier=verifier
             )
             account = await fetch_account(provider, tokens)
         except OAuthRejected as rejected:
-            await self.login_states.fail(login.id)
+            await self._abandon_grant(login, tokens)
             log.info(messages.LOG_SIGNIN_REJECTED, provider.key, rejected.error)
             raise SignInError(CallbackFailure.INVALID_CODE) from None
         except ProviderUnavailable as unavailable:
-            await self.login_states.fail(login.id)
+            await self._abandon_grant(login, tokens)
             log.warning(messages.LOG_PROVIDER_UNAVAILABLE, provider.key, unavailable)
             raise SignInError(CallbackFailure.PROVIDER_ERROR) from None
 
@@ -303,35 +316,117 @@ class SignInService:
         except PyMongoError:
             attached = False
         if not attached:
+            await self._abandon_grant(login, tokens)
             raise SignInError(CallbackFailure.STORAGE_ERROR)
         return CallbackResult(code=verification_code, app_name=provider.name, purpose=login.purpose)
 
     async def verify(self, *, owner: Owner, code: str) -> VerifyResult:
-        """Match a verification code sent by `owner`; write the connection on success."""
+        """Check a verification code sent by `owner`; write the connection on success.
+
+        The code is compared only with records this call claimed in one atomic step, so of many
+        codes sent at once for one sign-in, one is compared; a wrong one voids the sign-in (its
+        grant revoked at the provider) and a right one arriving later fails too.
+        """
         if code == CANCELLED_BY_USER:
-            discarded = await self.login_states.discard_pending(owner=owner)
+            cancelled = await self.void_pending(owner, VoidReason.CANCELLED)
             return VerifyResult(
-                Verification.CANCELLED if discarded else Verification.NOTHING_PENDING
+                Verification.CANCELLED if cancelled else Verification.NOTHING_PENDING
             )
-        login = None
-        if looks_like_code(code):
-            login = await self.login_states.find_by_code(
-                owner=owner, code_hash=hash_code(owner, code)
-            )
-        if login is None:
-            if not await self.login_states.pending_for(owner):
-                return VerifyResult(Verification.NOTHING_PENDING)
-            await self.login_states.discard_pending(owner=owner)
-            return VerifyResult(Verification.WRONG_CODE)
-        app_name = self.providers.display_name(login.provider)
-        if login.step.value == "done" or login.tokens is None or login.account is None:
-            return VerifyResult(Verification.ALREADY_USED, login=login, app_name=app_name)
-        if not await self.login_states.complete(login.id):
-            return VerifyResult(Verification.ALREADY_USED, login=login, app_name=app_name)
-        connection = await self._store_connection(owner, login)
-        return VerifyResult(
-            Verification.CONNECTED, connection=connection, login=login, app_name=app_name
+        code_hash = hash_code(owner, code) if looks_like_code(code) else None
+        if code_hash is not None:
+            used = await self.login_states.find_used_code(owner=owner, code_hash=code_hash)
+            if used is not None:
+                return VerifyResult(
+                    Verification.ALREADY_USED,
+                    login=used,
+                    app_name=self.providers.display_name(used.provider),
+                )
+        attempt = secrets.token_hex(16)
+        claimed = await self.login_states.claim_for_code(owner=owner, attempt=attempt)
+        match = next(
+            (
+                login
+                for login in claimed
+                if code_hash is not None and hmac.compare_digest(login.code_hash or "", code_hash)
+            ),
+            None,
         )
+        if match is not None:
+            for other in claimed:
+                if other.id != match.id:
+                    await self.login_states.release_claim(other.id, attempt=attempt)
+            app_name = self.providers.display_name(match.provider)
+            if not await self.login_states.complete_claimed(match.id, attempt=attempt):
+                return VerifyResult(Verification.ALREADY_USED, login=match, app_name=app_name)
+            connection = await self._store_connection(owner, match)
+            return VerifyResult(
+                Verification.CONNECTED, connection=connection, login=match, app_name=app_name
+            )
+        # No match: every sign-in this attempt claimed is void, and so are those still waiting
+        # for the browser part. Records another attempt is checking right now are its own.
+        unclaimed = [
+            login
+            for login in await self.login_states.pending_for(owner)
+            if login.step is Step.STARTED
+        ]
+        for login in [*claimed, *unclaimed]:
+            await self.void(login, VoidReason.WRONG_CODE)
+        if claimed or unclaimed or await self.login_states.voided_by_wrong_code(owner):
+            return VerifyResult(Verification.WRONG_CODE)
+        return VerifyResult(Verification.NOTHING_PENDING)
+
+    async def void_pending(self, owner: Owner, reason: VoidReason) -> int:
+        """Void every sign-in the person has under way; returns how many this call ended."""
+        ended = 0
+        for login in await self.login_states.pending_for(owner):
+            ended += await self.void(login, reason)
+        return ended
+
+    async def void(self, login: LoginState, reason: VoidReason) -> bool:
+        """End a pending sign-in; the call that ended it revokes the grant it held (if any) at
+        the provider and audits that. True when this call ended it."""
+        if not await self.login_states.void(login.id, reason=reason):
+            return False
+        if login.tokens is None and reason is not VoidReason.WRONG_CODE:
+            return True
+        revocation = await self._revoke(login.provider, login.tokens)
+        actor = (
+            Actor.operator(login.owner.name)
+            if login.purpose == "parent"
+            else Actor.person(login.owner)
+        )
+        await self.audit.record(
+            actor=actor,
+            action=SIGNIN_VOIDED,
+            details={
+                "reason": reason.value,
+                "app": login.provider,
+                "login_id": login.id,
+                "revocation": revocation,
+            },
+        )
+        return True
+
+    async def revoke_expired_grants(self, *, now: datetime | None = None) -> int:
+        """Void expired sign-ins that still hold a grant, revoking it; returns how many."""
+        ended = 0
+        for login in await self.login_states.expired_with_grants(now=now or datetime.now(UTC)):
+            ended += await self.void(login, VoidReason.EXPIRED)
+        return ended
+
+    async def _revoke(self, app_key: str, sealed: EncryptedTokens | None) -> str:
+        if sealed is None:
+            return "nothing_to_revoke"
+        if self.revoke_grant is None:
+            return "failed"
+        return str(await self.revoke_grant(app_key, sealed))
+
+    async def _abandon_grant(self, login: LoginState, tokens: TokenSet | None) -> None:
+        """A callback that cannot finish: the record fails, and tokens already issued for it
+        are revoked rather than left alive at the provider."""
+        await self.login_states.fail(login.id)
+        if tokens is not None:
+            await self._revoke(login.provider, self.cipher.seal(tokens.as_record()))
 
     async def _store_connection(self, owner: Owner, login: LoginState) -> Connection:
         assert login.tokens is not None and login.account is not None

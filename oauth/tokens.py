@@ -27,7 +27,7 @@ from oauth.client import OAuthRejected, ProviderUnavailable, TokenSet, refresh, 
 from oauth.providers import ProviderRegistry
 from storage.connections import ConnectionStore
 from storage.crypto import TokenCipher, TokenDecryptionError
-from storage.models import Connection, ConnectionStatus
+from storage.models import Connection, ConnectionStatus, EncryptedTokens
 
 log = logging.getLogger(__name__)
 
@@ -178,15 +178,20 @@ class TokenService:
 
     async def revoke(self, connection: Connection) -> RevokeResult:
         """Revoke a connection's tokens at its provider (before or after the local change)."""
-        if connection.tokens is None:
+        return await self.revoke_grant(connection.provider, connection.tokens)
+
+    async def revoke_grant(self, app_key: str, sealed: EncryptedTokens | None) -> RevokeResult:
+        """Revoke sealed tokens of app `app_key` at its provider (a connection's, or the grant
+        a pending sign-in obtained)."""
+        if sealed is None:
             return RevokeResult.NOTHING_TO_REVOKE
-        provider = self.providers.get(connection.provider)
+        provider = self.providers.get(app_key)
         if provider is None:
             return RevokeResult.FAILED
         if provider.revoke_url is None:
             return RevokeResult.NOT_SUPPORTED
         try:
-            tokens = self.cipher.open(connection.tokens)
+            tokens = self.cipher.open(sealed)
         except TokenDecryptionError:
             return RevokeResult.FAILED
         try:
@@ -197,6 +202,6 @@ class TokenService:
             if isinstance(tokens.get("access_token"), str):
                 await revoke(provider, token=tokens["access_token"], hint="access_token")
         except ProviderUnavailable as unavailable:
-            log.warning(messages.LOG_REVOKE_FAILED, f"{connection.provider} ({unavailable})")
+            log.warning(messages.LOG_REVOKE_FAILED, f"{app_key} ({unavailable})")
             return RevokeResult.FAILED
         return RevokeResult.REVOKED

@@ -26,6 +26,9 @@ CONNECTION_DELETED = "connection.deleted"
 CONNECTION_RECONNECTED = "connection.reconnected"
 CONNECTION_ACCOUNT_CHANGED = "connection.account_changed"
 CONNECTION_REVOKE_FAILED = "connection.revoke_failed"
+# A pending sign-in was voided (wrong code, cancelled, replaced, expired, rejected); its details
+# say why and what revoking the grant it had obtained did.
+SIGNIN_VOIDED = "signin.voided"
 
 
 class AuditLog:

@@ -3,7 +3,13 @@
 A record is created when the bot sends a Login card (step `started`), consumed exactly once by
 the OAuth callback (`started` → `awaiting_code`, a conditional update: the modified count says
 who won), then holds the encrypted tokens and account until the person proves, with the
-verification code, that they are the one who signed in (`awaiting_code` → `done`).
+verification code, that they are the one who signed in.
+
+A code is checked in one atomic step per record: the attempt first claims the person's records
+that await a code (`awaiting_code` → `verifying`, marked with the attempt's id), and only the
+attempt that claimed a record compares its code with it. Forty codes sent at once therefore get
+one comparison: the others find nothing to claim. A right code moves the record to `done`; a
+wrong one voids it (`discarded`, with the reason), so the right code arriving later fails too.
 
 Only hashes of the state and of the verification code are stored; the PKCE verifier and the
 pending tokens are encrypted. `expires_at` is checked in every query; the TTL index only cleans
@@ -11,15 +17,21 @@ up later. No multi-document transactions (a standalone mongod refuses them).
 
 Methods:
     ensure_indexes()
-    create(...) -> LoginState         (replaces the person's pending one for that parent)
+    create(...) -> LoginState
     find_by_state(state_hash) -> LoginState | None  (any step, expired or not)
+    get(login_id) -> LoginState | None
     claim_for_callback(state_hash) -> LoginState | None
     fail(login_id)
     attach_result(login_id=, tokens=, account=, api_base_url=, scopes=, code_hash=) -> bool
-    pending_for(owner) -> list[LoginState]
-    find_by_code(owner=, code_hash=) -> LoginState | None
-    complete(login_id) -> bool
-    discard_pending(owner=, parent_id=None) -> int
+    pending_for(owner, parent_id=None) -> list[LoginState]
+    claim_for_code(owner=, attempt=) -> list[LoginState]
+    complete_claimed(login_id, attempt=) -> bool
+    release_claim(login_id, attempt=)
+    find_used_code(owner=, code_hash=) -> LoginState | None
+    voided_by_wrong_code(owner) -> bool
+    void(login_id, reason=) -> bool
+    complete_parent(login_id) -> bool
+    expired_with_grants(now=, limit=) -> list[LoginState]
 """
 
 from __future__ import annotations
@@ -42,12 +54,25 @@ LIFETIME = timedelta(minutes=10)
 class Step(StrEnum):
     STARTED = "started"
     AWAITING_CODE = "awaiting_code"
+    VERIFYING = "verifying"  # claimed by one code attempt, which alone compares the code
     DONE = "done"
     FAILED = "failed"
     DISCARDED = "discarded"
 
 
-PENDING_STEPS = (Step.STARTED.value, Step.AWAITING_CODE.value)
+PENDING_STEPS = (Step.STARTED.value, Step.AWAITING_CODE.value, Step.VERIFYING.value)
+# Steps in which a record may hold a grant obtained from the provider.
+GRANT_STEPS = (Step.AWAITING_CODE.value, Step.VERIFYING.value)
+
+
+class VoidReason(StrEnum):
+    """Why a pending sign-in was voided (kept on the record and in the audit log)."""
+
+    WRONG_CODE = "wrong_code"
+    CANCELLED = "cancelled"
+    REPLACED = "replaced"  # a newer sign-in for the same person and parent
+    EXPIRED = "expired"
+    REJECTED = "rejected"  # an operator did not accept the account
 
 
 class LoginState(BaseModel):
@@ -70,6 +95,7 @@ class LoginState(BaseModel):
     api_base_url: str | None = None
     scopes: list[str] = []
     code_hash: str | None = None
+    void_reason: str | None = None
     created_at: datetime
     expires_at: datetime
 
@@ -121,10 +147,8 @@ class LoginStateStore:
         purpose: str = "runtime",
         now: datetime | None = None,
     ) -> LoginState:
-        """Store a new pending sign-in, discarding the person's earlier one for that parent."""
+        """Store a new pending sign-in (the caller voids the person's earlier one first)."""
         now = now or datetime.now(UTC)
-        if parent_id is not None:
-            await self.discard_pending(owner=owner, parent_id=parent_id)
         document: Document = {
             "_id": ObjectId(),
             "state_hash": state_hash,
@@ -199,45 +223,43 @@ class LoginStateStore:
         )
         return result.modified_count == 1
 
-    async def pending_for(self, owner: Owner) -> list[LoginState]:
-        """The person's sign-ins that are still under way and not expired."""
-        cursor = self._states.find(
+    async def pending_for(self, owner: Owner, parent_id: str | None = None) -> list[LoginState]:
+        """The person's sign-ins still under way and not expired (all, or for one parent)."""
+        query: Document = {
+            **_owner_filter(owner),
+            "purpose": {"$ne": "parent"},
+            "step": {"$in": list(PENDING_STEPS)},
+            **_live(datetime.now(UTC)),
+        }
+        if parent_id is not None:
+            query["parent_id"] = ObjectId(parent_id)
+        return [LoginState.from_document(document) async for document in self._states.find(query)]
+
+    async def claim_for_code(self, *, owner: Owner, attempt: str) -> list[LoginState]:
+        """Claim the person's live records awaiting a code for one code attempt.
+
+        Each record is claimed by exactly one attempt (a conditional update per document), so
+        however many codes arrive at once, each record is compared with one of them only.
+        """
+        now = datetime.now(UTC)
+        await self._states.update_many(
             {
                 **_owner_filter(owner),
                 "purpose": {"$ne": "parent"},
-                "step": {"$in": list(PENDING_STEPS)},
-                **_live(datetime.now(UTC)),
-            }
+                "step": Step.AWAITING_CODE.value,
+                **_live(now),
+            },
+            {"$set": {"step": Step.VERIFYING.value, "attempt": attempt, "attempted_at": now}},
+        )
+        cursor = self._states.find(
+            {**_owner_filter(owner), "step": Step.VERIFYING.value, "attempt": attempt}
         )
         return [LoginState.from_document(document) async for document in cursor]
 
-    async def find_by_code(self, *, owner: Owner, code_hash: str) -> LoginState | None:
-        """The person's unexpired sign-in with that code (awaiting it, or already done)."""
-        document = await self._states.find_one(
-            {
-                **_owner_filter(owner),
-                "purpose": {"$ne": "parent"},
-                "code_hash": code_hash,
-                "step": {"$in": [Step.AWAITING_CODE.value, Step.DONE.value]},
-                **_live(datetime.now(UTC)),
-            }
-        )
-        return LoginState.from_document(document) if document else None
-
-    async def get(self, login_id: str) -> LoginState | None:
-        document = await self._states.find_one({"_id": ObjectId(login_id)})
-        return LoginState.from_document(document) if document else None
-
-    async def discard(self, login_id: str) -> None:
-        await self._states.update_one(
-            {"_id": ObjectId(login_id), "step": {"$in": list(PENDING_STEPS)}},
-            {"$set": {"step": Step.DISCARDED.value}, "$unset": {"verifier": "", "tokens": ""}},
-        )
-
-    async def complete(self, login_id: str) -> bool:
-        """Mark a verified sign-in done; only one caller ever gets True."""
+    async def complete_claimed(self, login_id: str, *, attempt: str) -> bool:
+        """The claimed record's code matched: done, and its pending tokens dropped."""
         result = await self._states.update_one(
-            {"_id": ObjectId(login_id), "step": Step.AWAITING_CODE.value},
+            {"_id": ObjectId(login_id), "step": Step.VERIFYING.value, "attempt": attempt},
             {
                 "$set": {"step": Step.DONE.value, "completed_at": datetime.now(UTC)},
                 "$unset": {"tokens": ""},
@@ -245,17 +267,82 @@ class LoginStateStore:
         )
         return result.modified_count == 1
 
-    async def discard_pending(self, *, owner: Owner, parent_id: str | None = None) -> int:
-        """Drop the person's pending sign-ins (all, or for one parent)."""
-        query: Document = {
-            **_owner_filter(owner),
-            "purpose": {"$ne": "parent"},
-            "step": {"$in": list(PENDING_STEPS)},
-        }
-        if parent_id is not None:
-            query["parent_id"] = ObjectId(parent_id)
-        result = await self._states.update_many(
-            query,
-            {"$set": {"step": Step.DISCARDED.value}, "$unset": {"verifier": "", "tokens": ""}},
+    async def release_claim(self, login_id: str, *, attempt: str) -> None:
+        """Give back a record the attempt claimed but whose code it was not (another parent's
+        sign-in, when the code matched a different one of the person's records)."""
+        await self._states.update_one(
+            {"_id": ObjectId(login_id), "step": Step.VERIFYING.value, "attempt": attempt},
+            {"$set": {"step": Step.AWAITING_CODE.value}, "$unset": {"attempt": ""}},
         )
-        return result.modified_count
+
+    async def find_used_code(self, *, owner: Owner, code_hash: str) -> LoginState | None:
+        """The person's unexpired sign-in that was already completed with that code."""
+        document = await self._states.find_one(
+            {
+                **_owner_filter(owner),
+                "purpose": {"$ne": "parent"},
+                "code_hash": code_hash,
+                "step": Step.DONE.value,
+                **_live(datetime.now(UTC)),
+            }
+        )
+        return LoginState.from_document(document) if document else None
+
+    async def voided_by_wrong_code(self, owner: Owner) -> bool:
+        """True while one of the person's sign-ins is being checked or was voided by a wrong
+        code (so a code arriving now is answered "start again", not ignored)."""
+        document = await self._states.find_one(
+            {
+                **_owner_filter(owner),
+                "purpose": {"$ne": "parent"},
+                "$or": [
+                    {"step": Step.VERIFYING.value},
+                    {"step": Step.DISCARDED.value, "void_reason": VoidReason.WRONG_CODE.value},
+                ],
+                **_live(datetime.now(UTC)),
+            },
+            projection={"_id": 1},
+        )
+        return document is not None
+
+    async def get(self, login_id: str) -> LoginState | None:
+        document = await self._states.find_one({"_id": ObjectId(login_id)})
+        return LoginState.from_document(document) if document else None
+
+    async def void(self, login_id: str, *, reason: VoidReason) -> bool:
+        """End a sign-in that is still under way; True only for the call that ended it (that
+        caller revokes the grant the record held, if any)."""
+        result = await self._states.update_one(
+            {"_id": ObjectId(login_id), "step": {"$in": list(PENDING_STEPS)}},
+            {
+                "$set": {
+                    "step": Step.DISCARDED.value,
+                    "void_reason": reason.value,
+                    "voided_at": datetime.now(UTC),
+                },
+                "$unset": {"verifier": "", "tokens": ""},
+            },
+        )
+        return result.modified_count == 1
+
+    async def complete_parent(self, login_id: str) -> bool:
+        """An operator accepted the account of a parent sign-in: done, tokens dropped here."""
+        result = await self._states.update_one(
+            {"_id": ObjectId(login_id), "purpose": "parent", "step": Step.AWAITING_CODE.value},
+            {
+                "$set": {"step": Step.DONE.value, "completed_at": datetime.now(UTC)},
+                "$unset": {"tokens": ""},
+            },
+        )
+        return result.modified_count == 1
+
+    async def expired_with_grants(self, *, now: datetime, limit: int = 100) -> list[LoginState]:
+        """Expired sign-ins that still hold a grant from the provider (to revoke it)."""
+        cursor = self._states.find(
+            {
+                "step": {"$in": list(GRANT_STEPS)},
+                "tokens": {"$ne": None},
+                "expires_at": {"$lte": now},
+            }
+        ).limit(limit)
+        return [LoginState.from_document(document) async for document in cursor]

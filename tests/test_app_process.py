@@ -106,6 +106,8 @@ async def test_zero_configuration_start_serve_and_clean_stop(
         "box",
         "--account",
         "admin@box.example",
+        "--tenant",
+        JANE.tenant_id,
         env=environment(DATA_DIR=str(data), PYTHONPATH=str(REPO)),
         cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
@@ -160,7 +162,13 @@ def test_missing_embedded_store_says_what_to_install_or_set(tmp_path: Path) -> N
 
 def test_production_without_token_key_refuses_to_start(tmp_path: Path) -> None:
     """With an app id (production) and no TOKEN_ENCRYPTION_KEYS the bot does not start."""
-    result = run_app(tmp_path, MicrosoftAppId="app-id", MicrosoftAppPassword="pw")
+    result = run_app(
+        tmp_path,
+        MicrosoftAppId="app-id",
+        MicrosoftAppPassword="pw",
+        ALLOWED_TENANT_IDS="*",
+        MONGODB_URI="mongodb://127.0.0.1:9/",
+    )
     assert result.returncode == 2
     assert "TOKEN_ENCRYPTION_KEYS" in result.stderr
     assert "Traceback" not in result.stderr
@@ -196,3 +204,30 @@ def test_bad_recipes_file_stops_the_start(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "recipes.x.parent" in result.stderr and "nobody" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"HOST": "0.0.0.0"}, "HOST=0.0.0.0 is refused while authentication is off"),
+        ({"HOST": "bot.example.com"}, "HOST=bot.example.com is refused"),
+        (
+            {"MicrosoftAppId": "app-id", "MicrosoftAppPassword": "pw"},
+            "ALLOWED_TENANT_IDS is required",
+        ),
+        (
+            {"MicrosoftAppId": "app-id", "MicrosoftAppPassword": "pw", "ALLOWED_TENANT_IDS": "*"},
+            "MONGODB_URI is required",
+        ),
+    ],
+)
+def test_fail_open_configuration_refuses_to_start(
+    tmp_path: Path, variables: dict[str, str], named: str
+) -> None:
+    """`python app.py` refuses, with one sentence and exit 2, to serve unauthenticated off
+    loopback, or authenticated without an explicit tenant list or an explicit MONGODB_URI."""
+    result = run_app(tmp_path, **variables)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started, no store created

@@ -21,7 +21,13 @@ SECRET = "s3cret-from-the-vault"
 
 async def test_adapter_credentials_carry_the_real_password() -> None:
     """The outbound connector's credentials hold the configured password in plain text."""
-    settings = load_settings(_env_file=None, MicrosoftAppId=APP_ID, MicrosoftAppPassword=SECRET)
+    settings = load_settings(
+        _env_file=None,
+        MicrosoftAppId=APP_ID,
+        MicrosoftAppPassword=SECRET,
+        ALLOWED_TENANT_IDS="*",
+        MONGODB_URI="mongodb://127.0.0.1:9/",
+    )
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
 
     async with aiohttp.ClientSession() as session:

@@ -88,6 +88,7 @@ async def signing_keys() -> AsyncIterator[SigningKeyServer]:
 async def secured_bot(start_bot: StartBot, signing_keys: SigningKeyServer) -> RunningBot:
     return await start_bot(
         app_id=APP_ID,
+        allowed_tenant_ids="*",
         app_password=APP_PASSWORD,
         openid_metadata_url=signing_keys.metadata_url,
     )
@@ -183,7 +184,10 @@ async def test_key_not_endorsed_for_the_channel_is_401(
     """A key endorsed for other channels only cannot sign Teams activities."""
     signing_keys.endorsements = ["webchat"]
     bot = await start_bot(
-        app_id=APP_ID, app_password=APP_PASSWORD, openid_metadata_url=signing_keys.metadata_url
+        app_id=APP_ID,
+        allowed_tenant_ids="*",
+        app_password=APP_PASSWORD,
+        openid_metadata_url=signing_keys.metadata_url,
     )
     token = signing_keys.token(audience=APP_ID, service_url=bot.service_url)
     status, _ = await bot.post(unknown_invoke(bot), headers={"Authorization": f"Bearer {token}"})
@@ -194,6 +198,7 @@ async def test_unreachable_signing_keys_is_503(start_bot: StartBot) -> None:
     """When the keys cannot be fetched, the bot says so (503) instead of failing with a 500."""
     bot = await start_bot(
         app_id=APP_ID,
+        allowed_tenant_ids="*",
         app_password=APP_PASSWORD,
         openid_metadata_url="http://127.0.0.1:9/v1/.well-known/openidconfiguration",
     )

@@ -29,6 +29,8 @@ def test_bot_framework_names_are_accepted(
     monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], expected_id: str
 ) -> None:
     """The customary MicrosoftAppId-style names configure the app id and password."""
+    monkeypatch.setenv("ALLOWED_TENANT_IDS", "*")
+    monkeypatch.setenv("MONGODB_URI", "mongodb://db.example/")
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     settings = load_settings(_env_file=None)
@@ -41,6 +43,7 @@ def test_bot_framework_names_are_accepted(
 def test_secrets_never_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     """Passwords and the database URI are SecretStr: printing settings never shows them."""
     monkeypatch.setenv("MicrosoftAppId", "id")
+    monkeypatch.setenv("ALLOWED_TENANT_IDS", "*")
     monkeypatch.setenv("MicrosoftAppPassword", "hunter2-password")
     monkeypatch.setenv("MONGODB_URI", "mongodb://user:db-password@db.example/")
     settings = load_settings(_env_file=None)

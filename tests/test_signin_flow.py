@@ -293,7 +293,8 @@ async def test_wrong_code_discards_the_pending_sign_in(world: World) -> None:
     replies = await world.verify(JANE, wrong)
     assert replies == [messages.SIGNIN_WRONG_CODE]
     after = await world.verify(JANE, code)
-    assert after == []  # nothing pending any more: the right code no longer works
+    # The sign-in is void: the right code no longer works, and the person is told again.
+    assert after == [messages.SIGNIN_WRONG_CODE]
     connection = await world.runtime_of(JANE)
     assert connection is not None and connection.status is ConnectionStatus.DISCONNECTED
 
