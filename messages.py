@@ -42,7 +42,7 @@ LOG_SIGNING_KEYS_UNAVAILABLE = "Could not fetch Bot Framework signing keys from 
 HTTP_BODY_TOO_LARGE = "The request body is too large: at most {kb} KB is accepted."
 HTTP_UNREADABLE_BODY = "The request body could not be read (check its Content-Encoding)."
 HTTP_NESTED_TOO_DEEPLY = "The request body is nested too deeply: at most {limit} levels."
-HTTP_INVALID_FIELD = "The activity's {field} is not a string of a reasonable length."
+HTTP_INVALID_FIELD = "The activity's {field} is not a valid id or name."
 MESSAGE_TOO_LONG = (
     "That message is too long for me to read (over {limit:,} characters). Type **help** to see "
     "what I can do."
@@ -51,6 +51,15 @@ LOG_MESSAGE_TOO_LONG = "Did not read a message of %d characters (the limit is %d
 
 # --- Conversation -----------------------------------------------------------------------------
 DID_NOT_UNDERSTAND = "Sorry, I didn't understand that. Type **help** to see what I can do."
+HTTP_ACTIVITY_REFUSED = (
+    "This bot does not act on this request: identity is taken only from Microsoft Teams, and "
+    "without authentication replies go only to this machine."
+)
+LOG_ACTIVITY_REFUSED = "Refused an activity: %s"
+SIGNIN_CODE_PRIVATE_CHAT_ONLY = (
+    "Sign-ins are finished only in your 1:1 chat with me: open it and send your code there. "
+    "Nothing was changed."
+)
 TENANT_NOT_ALLOWED = (
     "Sorry, this bot isn't available for your organization. Ask your administrator if you "
     "think it should be."
@@ -160,6 +169,17 @@ SIGNIN_PAGE_PARENT = (
     "Go back to the command line to check the account and accept it as the parent connection."
 )
 SIGNIN_PAGE_NO_RESULT = "There is no sign-in to finish here. Start again from Teams."
+SIGNIN_PAGE_CODE_PRIVATE = (
+    "Type it only in your own chat with the bot, and never give it to anyone, even someone who "
+    "says they need it to help you."
+)
+SIGNIN_PAGE_SHOWN_TITLE = "Code already shown"
+SIGNIN_PAGE_ALREADY_SHOWN = (
+    "The code for this sign-in was already shown once and isn't shown again. If you typed it, "
+    "look in your chat with the bot: it tells you when you're connected. Otherwise start the "
+    "sign-in again from Teams."
+)
+SIGNIN_PAGE_NOT_FOUND = "There is nothing here. Start again from Teams."
 LOG_SIGNIN_REJECTED = "Sign-in rejected by %s: %s"
 LOG_PROVIDER_UNAVAILABLE = "Provider %s unavailable: %s"
 LOG_SIGNIN_FAILED = "Sign-in callback failed: %s"
@@ -185,6 +205,16 @@ RECIPE_SIGN_IN_NEEDED = (
     "I've sent you a sign-in card in our 1:1 chat; once you're connected, it continues by itself."
 )
 RECIPE_PROVIDER_ERROR = "{app} did not accept the request: {detail}"
+# Shown as RECIPE_PROVIDER_ERROR's {detail}: the request was refused before it was sent.
+RECIPE_URL_REFUSED = (
+    "nothing was sent, because with these values the request would leave the address this "
+    "recipe may use in {app}. Check the values and try again."
+)
+# Followed by ". Example: …" (recipes.matching).
+RECIPE_ARGUMENT_DOT_SEGMENT = (
+    "{name} can't be {value}: it goes into a web address, where dots on their own mean "
+    '"this folder" or "the folder above"'
+)
 RECIPE_PROVIDER_UNAVAILABLE = "{app} can't be reached right now. Please try again later."
 RECIPE_TIMEOUT = (
     "{app} didn't answer in time. It may or may not have done it: check in {app} before trying "
@@ -202,3 +232,4 @@ RECIPE_RECIPE_GONE = "A recipe that was waiting for your sign-in no longer exist
 HELP_RECIPES = "Recipes"
 LOG_RECIPE_DUPLICATE = "Ignored a repeated delivery of an activity that already ran %s"
 LOG_RECIPE_FAILED = "Recipe %s failed: %s"
+LOG_RECIPE_URL_REFUSED = "Recipe %s: request not sent, its URL %s"
