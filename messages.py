@@ -11,12 +11,38 @@ NO_STORE_CONFIGURED = (
 )
 EMBEDDED_STORE_TIMEOUT = "The embedded database did not become ready within 30 seconds."
 EMBEDDED_STORE_FAILED = "The embedded database could not start: {detail}"
+EMBEDDED_STORE_IN_USE = (
+    "The embedded database in {folder} is in use by process {pid} (a running bot or operator "
+    "command): use that process, stop it, or set another DATA_DIR."
+)
+EMBEDDED_STORE_STALE_STUCK = (
+    "The embedded database process {pid} left running on {folder} by a stopped bot could not be "
+    "stopped: stop it yourself, then start again."
+)
+EMBEDDED_STORE_LOST = (
+    "The embedded database stopped and could not be restarted after {attempts} attempts."
+)
+EMBEDDED_STORE_MEMORY_LOST = (
+    "The in-memory embedded database stopped (exit status {status}); its data is gone."
+)
 STORE_UNREACHABLE = "The database at MONGODB_URI could not be reached: {detail}"
 
 LOG_STORE_EXTERNAL = "Store: MongoDB from MONGODB_URI, database %r"
 LOG_STORE_EMBEDDED = "Store: embedded MongoDB-compatible server (data in %s), database %r"
 LOG_STORE_EMBEDDED_MEMORY = "Store: embedded MongoDB-compatible server in memory, database %r"
 LOG_EMBEDDED_STORE_KILLED = "The embedded database did not stop in time and was killed"
+LOG_EMBEDDED_STORE_STALE = (
+    "Stopping embedded database process %d left running on %s by process %s, which no longer runs"
+)
+LOG_EMBEDDED_STORE_EXITED = (
+    "The embedded database stopped unexpectedly (exit status %s); restarting it on port %d"
+)
+LOG_EMBEDDED_STORE_RESTARTING = "Restarting the embedded database (attempt %d of %d) on port %d"
+LOG_EMBEDDED_STORE_RESTART_FAILED = "The embedded database did not restart (attempt %d of %d): %s"
+LOG_EMBEDDED_STORE_RESTARTED = "The embedded database runs again (process %s) on port %d"
+LOG_STORE_LOST_EXITING = (
+    "%s The bot stops with exit status 1 so that its process manager can restart it."
+)
 LOG_AUTH_OFF = (
     "Bot Framework authentication is OFF because no MicrosoftAppId is set: "
     "for local use only (Agents Playground, tests)"
@@ -60,6 +86,9 @@ SIGNIN_CODE_PRIVATE_CHAT_ONLY = (
     "Sign-ins are finished only in your 1:1 chat with me: open it and send your code there. "
     "Nothing was changed."
 )
+ALREADY_DELETED = "That connection was deleted."
+LOG_SETTLE_DEFERRED = "Settling a connection change is deferred to the next sweep"
+LOG_REVOKE_RETRY = "Revoking tokens at %s failed (attempt %d); it will be tried again"
 TENANT_NOT_ALLOWED = (
     "Sorry, this bot isn't available for your organization. Ask your administrator if you "
     "think it should be."
@@ -205,10 +234,9 @@ RECIPE_SIGN_IN_NEEDED = (
     "I've sent you a sign-in card in our 1:1 chat; once you're connected, it continues by itself."
 )
 RECIPE_PROVIDER_ERROR = "{app} did not accept the request: {detail}"
-# Shown as RECIPE_PROVIDER_ERROR's {detail}: the request was refused before it was sent.
 RECIPE_URL_REFUSED = (
-    "nothing was sent, because with these values the request would leave the address this "
-    "recipe may use in {app}. Check the values and try again."
+    "Nothing was sent: with these values the request would leave the address this recipe may "
+    "use in {app}. Check the values and try again."
 )
 # Followed by ". Example: …" (recipes.matching).
 RECIPE_ARGUMENT_DOT_SEGMENT = (

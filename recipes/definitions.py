@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import messages
 from recipes import templates
 from recipes.templates import API_BASE_URL, JsonValue, TemplateError, TemplateValue
 
@@ -64,8 +65,14 @@ class Argument:
     name: str
     type: ArgumentType = "text"
 
-    def parse(self, token: str) -> ArgumentValue:
+    def parse(self, token: str, *, in_url: bool = False) -> ArgumentValue:
         """The typed value of one typed token.
+
+        Args:
+            token: what the person typed for this argument (without its quotes).
+            in_url: the recipe puts this argument in a URL (its action URL or result link);
+                then a text value that reads as `.` or `..` in any encoding is refused, since
+                it would lead the request out of its path segment (see `recipes.templates`).
 
         Raises:
             ValueError: with a message for the person who typed it.
@@ -73,6 +80,10 @@ class Argument:
         if not token.strip():
             raise ValueError(f"{self.name} must not be empty")
         if self.type == "text":
+            if in_url and templates.has_dot_segment(token):
+                raise ValueError(
+                    messages.RECIPE_ARGUMENT_DOT_SEGMENT.format(name=self.name, value=_shown(token))
+                )
             return token
         if len(token) > _MAX_NUMBER_LENGTH:
             raise ValueError(f"{self.name} is too long for a number")

@@ -3,6 +3,12 @@
 A message is split the way a POSIX shell splits it, with double quotes only: `"Acme Corp"` is one
 value. Apostrophes and backslashes stay ordinary characters because people type them in prose
 ("isn't", DOMAIN\\jane).
+
+A text argument that a recipe puts in a URL (its action URL or its result link) may not read as
+`.` or `..` in any encoding: that would move the request out of its path segment, to another
+endpoint, with the connection's token. Such a message gets the usual "what was expected" answer
+with an example. Arguments used only in the JSON body, and those of code recipes, are taken as
+typed (see `recipes.templates` for the rules and why).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from recipes import templates
 from recipes.definitions import Argument, ArgumentValue, Recipe, RecipeBook
 
 # Teams clients (and phone keyboards) turn straight quotes into curly ones.
@@ -54,6 +61,16 @@ def tokenize(text: str) -> list[str]:
         raise TokenizeError("a double quote is not closed") from None
 
 
+def _url_arguments(recipe: Recipe) -> frozenset[str]:
+    """The names a configured recipe fills into a URL: its action URL and its result link."""
+    if recipe.action is None:
+        return frozenset()
+    names = set(templates.placeholders(recipe.action.url))
+    if recipe.result.link:
+        names.update(templates.placeholders(recipe.result.link))
+    return frozenset(names)
+
+
 def _with_example(recipe: Recipe, message: str) -> MatchProblem:
     return MatchProblem(recipe, f"{message}. Example: {recipe.example()}")
 
@@ -90,10 +107,11 @@ def match(book: RecipeBook, text: str) -> Match | MatchProblem | None:
     if len(given) != len(pattern):
         return _shape_problem(recipe, extra=len(given) > len(pattern))
     arguments: dict[str, ArgumentValue] = {}
+    in_url = _url_arguments(recipe)
     for token, part in zip(given, pattern, strict=True):
         if isinstance(part, Argument):
             try:
-                arguments[part.name] = part.parse(token)
+                arguments[part.name] = part.parse(token, in_url=part.name in in_url)
             except ValueError as error:
                 return _with_example(recipe, str(error))
         elif token.casefold() != part.casefold():

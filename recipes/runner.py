@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 import messages
 from cards.recipes import recipe_problem, recipe_result, recipe_waiting
@@ -28,11 +29,12 @@ from oauth.providers import ProviderRegistry
 from oauth.tokens import NeedsSignIn, TokenService, TokenUnavailable
 from recipes.definitions import ActionContext, ActionResult, HttpResponse, Recipe
 from recipes.templates import (
+    TargetError,
     TemplateError,
     render_body,
     render_fields,
     render_link,
-    render_url,
+    render_target,
     template_values,
 )
 from storage.audit import AuditLog
@@ -82,6 +84,14 @@ class RunResult:
     run_id: str | None = None
 
 
+class _TargetRefused(Exception):
+    """The request would leave the address the recipe may use: nothing was sent."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 class _Unauthorized(Exception):
     """The app's API refused the token even after one refresh."""
 
@@ -119,7 +129,7 @@ class _AuthorizedHttp:
     connection_id: str
     token: str
 
-    async def __call__(self, method: str, url: str, json: Any = None) -> HttpResponse:
+    async def __call__(self, method: str, url: str | URL, json: Any = None) -> HttpResponse:
         response = await self._send(method, url, json)
         if response.status == 401:
             self.token = await self.tokens.replace_rejected_token(self.connection_id, self.token)
@@ -128,10 +138,15 @@ class _AuthorizedHttp:
                 raise _Unauthorized(url)
         return response
 
-    async def _send(self, method: str, url: str, json: Any) -> HttpResponse:
+    async def _send(self, method: str, url: str | URL, json: Any) -> HttpResponse:
+        # A URL object (a configured recipe's target, resolved and checked by
+        # `templates.render_target`) goes out exactly as it is: aiohttp does not parse it again.
+        # A string (from a code recipe) is parsed the way aiohttp always parses strings.
+        target = url if isinstance(url, URL) else URL(url)
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        # Never follow a redirect: the token would go wherever the app points.
         async with self.session.request(
-            method, url, json=json, headers=headers, allow_redirects=False
+            method, target, json=json, headers=headers, allow_redirects=False
         ) as response:
             text = await response.text()
             try:
@@ -320,6 +335,8 @@ class RecipeRunner:
         except (TokenUnavailable, aiohttp.ClientError):
             text = messages.RECIPE_PROVIDER_UNAVAILABLE.format(app=app_name)
             return problem(Outcome.FAILED, text), connection
+        except _TargetRefused as refused:
+            return problem(Outcome.FAILED, refused.detail), connection
         except _AppRefused as refused:
             text = messages.RECIPE_PROVIDER_ERROR.format(app=app_name, detail=refused.detail)
             return problem(Outcome.FAILED, text), connection
@@ -352,12 +369,19 @@ class RecipeRunner:
         assert recipe.action is not None
         values = template_values(arguments, api_base_url=connection.api_base_url)
         try:
-            url = render_url(recipe.action.url, values)
+            # Arguments were checked when the message was matched; a run resumed from storage
+            # was not, so the target is checked here too, and nothing is sent when it fails.
+            url = render_target(recipe.action.url, values)
             body = (
                 render_body(recipe.action.body, values) if recipe.action.body is not None else None
             )
+        except TargetError as error:
+            log.warning(messages.LOG_RECIPE_URL_REFUSED, recipe.key, error)
+            app = self.providers.display_name(self.providers.parents[recipe.parent].app)
+            raise _TargetRefused(messages.RECIPE_URL_REFUSED.format(app=app)) from None
         except TemplateError as error:
             raise _AppRefused(str(error)) from None
+        # The URL object passes through `__call__` to `_send` untouched (see `_send`).
         response = await http(recipe.action.method, url, body)
         if response.status >= 400:
             raise _AppRefused(_detail(response))

@@ -4,6 +4,30 @@ Templates are parsed with `string.Formatter().parse` and filled in by hand, neve
 `str.format`: a value is inserted as text once and is never parsed again, so braces or attribute
 lookups inside what a person typed mean nothing. Argument values in URLs are percent-encoded
 (`/` too); the connection's API base URL is trusted configuration and goes in as it is.
+
+A value stays inside its path segment. Percent-encoding leaves `.` and `..` as they are, and an
+HTTP client resolves those as "this folder" and "the folder above" (RFC 3986 §5.2.4), so
+`{connection.api_base_url}/api/records/{id}` with id `..` would reach `/api/` with the
+connection's token. Three layers keep that from happening:
+
+1. Matching (`has_dot_segment`, used by `Argument.parse`): a text argument that appears in a URL
+   template (the action URL or the result link, path or query) is refused when it reads as `.`
+   or `..`, or holds such a segment between slashes or backslashes, however it is disguised:
+   percent-encoded (also twice, `%uXXXX`, overlong UTF-8), Unicode compatibility forms (the
+   fullwidth full stop U+FF0E, the two-dot leader U+2025, the fullwidth solidus U+FF0F),
+   invisible format or control characters, surrounding white space or a `;parameter`. A
+   server or proxy that decodes once more must not find one either. Query values are refused
+   too: they cannot move the URL, but APIs often read a path from them. Arguments used only in
+   a JSON body, and the arguments of code recipes, are sent verbatim: they are never part of a
+   URL the bot builds (a code recipe's handler builds its own and answers for it).
+2. Loading (`check_url`): a template whose own text has such a segment is refused.
+3. Sending (`render_target`): the filled-in URL, resolved the way the HTTP client resolves it
+   (yarl), must keep the scheme, host, port and path prefix its template fixes: everything
+   before the first argument, up to its last `/` (the whole path when a `?` comes first). That
+   prefix starts with the connection's API base URL, or with the `https://host/…` written in
+   the template. Its path must also have no such segment, so resolving changes nothing. The URL
+   object returned is what is sent: what was built, byte for byte (yarl would decode some
+   characters a value had percent-encoded), and aiohttp does not parse it again.
 """
 
 from __future__ import annotations
@@ -11,10 +35,13 @@ from __future__ import annotations
 import json
 import re
 import string
+import unicodedata
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+from yarl import URL
 
 JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
 TemplateValue: TypeAlias = str | int | float
@@ -25,10 +52,29 @@ RESPONSE_PREFIX = "response."
 _FORMATTER = string.Formatter()
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9_$@-]+")
 _INDEX = re.compile(r"[0-9]+")
+_DOT_SEGMENTS = frozenset({".", ".."})
+_SEGMENT_SEPARATORS = re.compile(r"[/\\]")
+_PERCENT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
+# Overlong UTF-8 for "." and "/" ("\\" too), which old servers decoded as the real thing.
+_OVERLONG = (
+    (b"\xc0\xae", b"."),
+    (b"\xe0\x80\xae", b"."),
+    (b"\xc0\xaf", b"/"),
+    (b"\xe0\x80\xaf", b"/"),
+    (b"\xc1\x9c", b"\\"),
+)
+# Nested encodings deeper than this are not a real value; they are refused.
+_MAX_DECODINGS = 8
+# A URI as RFC 3986 writes it: its characters, and % only before two hex digits.
+_URI = re.compile(r"(?:[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+")
 
 
 class TemplateError(ValueError):
     """A template is malformed (at load) or cannot be filled in (at run time)."""
+
+
+class TargetError(TemplateError):
+    """A filled-in URL would leave the place its template fixes (scheme, host, path prefix)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +135,54 @@ def lookup(document: Any, path: str) -> Any:
     return value
 
 
+def _visible(text: str) -> str:
+    # Compatibility forms become plain ones (fullwidth dots and slashes, the two-dot leader);
+    # invisible format and control characters go (URL parsers drop tabs and newlines).
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(c for c in folded if unicodedata.category(c) not in ("Cc", "Cf"))
+
+
+def _percent_decoded(text: str) -> str:
+    raw = unquote_to_bytes(_PERCENT_U.sub(lambda found: chr(int(found[1], 16)), text))
+    for overlong, plain in _OVERLONG:
+        raw = raw.replace(overlong, plain)
+    return raw.decode("utf-8", errors="replace")
+
+
+def _holds_dot_segment(text: str) -> bool:
+    return any(
+        segment.split(";", 1)[0].strip() in _DOT_SEGMENTS
+        for segment in _SEGMENT_SEPARATORS.split(text)
+    )
+
+
+def has_dot_segment(value: str) -> bool:
+    """Whether a value is, or holds between `/` or `\\`, a `.` or `..` path segment in any
+    encoding a client, proxy or server might decode (see the module docstring)."""
+    text = value
+    for _ in range(_MAX_DECODINGS):
+        text = _visible(text)
+        if _holds_dot_segment(text):
+            return True
+        decoded = _percent_decoded(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return True
+
+
+def _literal_path_segments(parts: tuple[Part, ...]) -> Iterator[str]:
+    """The path segments of a URL template written out in full (no placeholder in them)."""
+    marker = "\x00"
+    text = "".join(part if isinstance(part, str) else marker for part in parts)
+    if text.startswith("https://"):
+        text = text.removeprefix("https://").partition("/")[2]
+    path = re.split(r"[?#]", text, maxsplit=1)[0]
+    for segment in path.split("/"):
+        if marker not in segment:
+            yield segment
+
+
 def check(template: str, names: Collection[str], *, response: bool = False) -> None:
     """Check that every placeholder is one of `names` (or a `response.<path>` when allowed).
 
@@ -111,13 +205,16 @@ def check_url(template: str, names: Collection[str], *, response: bool = False) 
     """Check a URL template: known placeholders and a target fixed by configuration.
 
     The URL must start with `{connection.api_base_url}` followed by `/`, `?` or nothing (so an
-    argument cannot extend the host name), or with `https://` and a host written out.
+    argument cannot extend the host name), or with `https://` and a host written out; its own
+    text has no `.` or `..` path segment.
 
     Raises:
         TemplateError: naming the problem.
     """
     check(template, names, response=response)
     parts = parse(template)
+    if any(has_dot_segment(segment) for segment in _literal_path_segments(parts)):
+        raise TemplateError("has a . or .. path segment; write the path it leads to instead")
     first = parts[0] if parts else ""
     if first == Placeholder(API_BASE_URL):
         after = parts[1] if len(parts) > 1 else ""
@@ -175,6 +272,58 @@ def render_url(template: str, values: Mapping[str, TemplateValue]) -> str:
     return "".join(pieces)
 
 
+def _resolved(url: str) -> URL:
+    # How aiohttp reads a URL string: percent-encoded unreserved characters decoded, dot
+    # segments resolved (RFC 3986 §5.2.4), scheme and host lower-cased.
+    try:
+        resolved = URL(url)
+    except (TypeError, ValueError):
+        raise TargetError("is not a valid URL") from None
+    if resolved.scheme not in ("http", "https") or not resolved.raw_host:
+        raise TargetError("is not an absolute http(s) URL")
+    return resolved
+
+
+def _authority(url: URL) -> tuple[object, ...]:
+    return (url.scheme, url.raw_host, url.port, url.raw_user, url.raw_password)
+
+
+def render_target(template: str, values: Mapping[str, TemplateValue]) -> URL:
+    """Fill in a URL template and return the URL to send, once it is known to stay in place.
+
+    Raises:
+        TemplateError: a placeholder has no value.
+        TargetError: the resolved URL leaves the scheme, host, port or path prefix the
+            template fixes, or the filled-in path has a `.` or `..` segment in any encoding
+            (see the module docstring).
+    """
+    rendered = render_url(template, values)
+    fixed_text = ""
+    for part in parse(template):
+        if isinstance(part, Placeholder) and part.name != API_BASE_URL:
+            break
+        fixed_text += part if isinstance(part, str) else _text(_value(values, part.name))
+    target, fixed = _resolved(rendered), _resolved(fixed_text)
+    if _authority(target) != _authority(fixed):
+        raise TargetError("goes to another host than its template names")
+    if re.search(r"[?#]", fixed_text.partition("://")[2]):
+        inside = target.raw_path == fixed.raw_path
+    else:
+        prefix = fixed.raw_path[: fixed.raw_path.rfind("/") + 1]
+        inside = target.raw_path.startswith(prefix)
+    if not inside:
+        raise TargetError("leaves the path its template fixes")
+    # Inside its prefix, a "." or ".." could still drop or swap a segment of the template's own.
+    if any(has_dot_segment(segment) for segment in urlsplit(rendered).path.split("/")):
+        raise TargetError("has a . or .. path segment")
+    # With no dot segment, resolving changed nothing that matters, so send what was built, byte
+    # for byte: yarl would otherwise decode reserved characters a value had encoded (%3B to ;
+    # in a path, %2F to / in a query), which a server may read differently.
+    if _URI.fullmatch(rendered):
+        return URL(rendered, encoded=True)
+    return target
+
+
 def render_text(template: str, values: Mapping[str, TemplateValue]) -> str:
     """Fill in a plain text template (no encoding)."""
     return "".join(
@@ -213,6 +362,8 @@ def render_link(template: str, values: Mapping[str, TemplateValue], response: An
                 return None
             filled[name] = _text(found)
     try:
+        # A response field cannot lead the link out of its place either.
+        render_target(template, filled)
         return render_url(template, filled)
     except TemplateError:
         return None

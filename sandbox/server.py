@@ -6,14 +6,19 @@ Endpoints (all paths are fixed; the base URL is wherever the app is served):
 - `POST /oauth/token` (authorization_code with PKCE S256, refresh_token with rotation);
 - `POST /oauth/revoke` (RFC 7009), `GET|POST /oauth/userinfo` (Bearer);
 - `POST /api/opportunities` (Bearer) and `GET /api/opportunities` (no authentication);
+- `GET /api/opportunities/<id>/summary` (Bearer): one opportunity; `GET /api/summary` (Bearer):
+  every opportunity's count and total, the endpoint a recipe would reach if `..` as an id
+  escaped its path segment (the recipe URL tests check it is never called);
 - `GET /.well-known/oauth-authorization-server` (RFC 8414);
 - `GET /_stats`, `GET|POST /_control`: test controls, answered on loopback only.
 
-Counters (`/_stats`) count every request received, failed ones included. `POST /_control`
+Counters (`/_stats`) count every request received, failed ones included (`api.summary` and
+`api.opportunities.summary` appear once called). `SandboxState.requests` keeps the method and
+raw request target (path and query, exactly as received) of every request. `POST /_control`
 takes a JSON object; `reset` is applied first, then the other keys:
 
-- `reset: true`: counters to 0, controls off, lifetime back to the config, opportunities
-  cleared (issued codes and tokens stay valid);
+- `reset: true`: counters to 0, controls off, lifetime back to the config, opportunities and
+  the request log cleared (issued codes and tokens stay valid);
 - `down: bool`: token, revoke and userinfo answer 503 `temporarily_unavailable`;
 - `fail_refresh_with: "<error>"` (null clears): the next refresh answers that error (400; 401
   for invalid_client, 500 server_error, 503 temporarily_unavailable) before any validation, so
@@ -285,6 +290,8 @@ class SandboxState:
         self.opportunities: list[dict[str, Any]] = []
         self._opportunity_ids = itertools.count(1)
         self.counters: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        # (method, raw request target) of every request, in order.
+        self.requests: list[tuple[str, str]] = []
         self.down = False
         self.fail_refresh_with: str | None = None
         self.fail_refresh_remaining: int | None = None  # None with an error set: every refresh
@@ -342,6 +349,7 @@ class SandboxState:
             # Reset first, so {"reset": true, "down": true} means "clean slate, then down".
             if changes.get("reset"):
                 self.counters = dict.fromkeys(STAT_KEYS, 0)
+                self.requests.clear()
                 self.down = False
                 self.fail_refresh_with = None
                 self.fail_refresh_remaining = None
@@ -607,6 +615,13 @@ def create_app(config: SandboxConfig) -> Flask:
         response.headers["Retry-After"] = "1"
         return response
 
+    @app.before_request
+    def _log_request() -> None:
+        # werkzeug's server keeps the request line's target as sent (before any decoding).
+        raw = request.environ.get("RAW_URI") or request.full_path
+        with state.lock:
+            state.requests.append((request.method, str(raw)))
+
     @app.after_request
     def _no_referrer(response: Response) -> Response:
         # Authorization pages carry state and codes in URLs; don't leak them onwards.
@@ -697,6 +712,31 @@ def create_app(config: SandboxConfig) -> Flask:
             }
             state.opportunities.append(item)
         return jsonify(item), 201
+
+    @app.get("/api/opportunities/<opportunity_id>/summary")
+    def opportunity_summary(opportunity_id: str) -> Response | tuple[Response, int]:
+        state.count("api.opportunities.summary")
+        token = bearer_token()
+        if isinstance(token, Response):
+            return token
+        with state.lock:
+            found = [o for o in state.opportunities if o["id"] == opportunity_id]
+        if not found:
+            description = "No opportunity has that id."
+            return jsonify(error="not_found", error_description=description), 404
+        item = found[0]
+        return jsonify(id=item["id"], name=item["name"], amount=item["amount"])
+
+    @app.get("/api/summary")
+    def summary() -> Response:
+        # Every opportunity, whoever created it: what an id of ".." must never reach.
+        state.count("api.summary")
+        token = bearer_token()
+        if isinstance(token, Response):
+            return token
+        with state.lock:
+            amounts = [o["amount"] for o in state.opportunities]
+        return jsonify(count=len(amounts), total=sum(amounts))
 
     @app.get("/api/opportunities")
     def list_opportunities() -> Response:

@@ -434,8 +434,10 @@ async def test_key_rotation_and_reencrypt_command(
 async def test_done_page_loads_teams_js_with_integrity(world: World) -> None:
     """The code page loads the pinned teams-js from the bot with a matching integrity hash and
     sends no referrer; without a result cookie it has nothing to show."""
-    await world.sign_in(JANE, user="jane")
-    async with world.session.get(f"{world.base_url}/auth/done") as response:
+    provider_url = await world.start(await world.login_card_url(JANE))
+    response = await world.callback(await authorize(world.session, provider_url, user="jane"))
+    assert response.status == 303
+    async with world.session.get(f"{world.base_url}/auth/done") as response:  # the one view
         page = await response.text()
         assert response.headers["Referrer-Policy"] == "no-referrer"
         assert response.headers["Cache-Control"] == "no-store"
