@@ -12,8 +12,8 @@ NO_STORE_CONFIGURED = (
 EMBEDDED_STORE_TIMEOUT = "The embedded database did not become ready within 30 seconds."
 EMBEDDED_STORE_FAILED = "The embedded database could not start: {detail}"
 EMBEDDED_STORE_IN_USE = (
-    "The embedded database in {folder} is in use by process {pid} (a running bot or operator "
-    "command): use that process, stop it, or set another DATA_DIR."
+    "The embedded database in {folder} belongs to process {pid}, which still runs (a bot or an "
+    "operator command): try again once it answers or has stopped, or set another DATA_DIR."
 )
 EMBEDDED_STORE_STALE_STUCK = (
     "The embedded database process {pid} left running on {folder} by a stopped bot could not be "
@@ -89,6 +89,7 @@ SIGNIN_CODE_PRIVATE_CHAT_ONLY = (
 ALREADY_DELETED = "That connection was deleted."
 LOG_SETTLE_DEFERRED = "Settling a connection change is deferred to the next sweep"
 LOG_REVOKE_RETRY = "Revoking tokens at %s failed (attempt %d); it will be tried again"
+LOG_TURN_OVER_BUDGET = "A %s turn took longer than %.0f s; the person was asked to try again"
 TENANT_NOT_ALLOWED = (
     "Sorry, this bot isn't available for your organization. Ask your administrator if you "
     "think it should be."
@@ -219,6 +220,11 @@ LOG_REVOKE_FAILED = "Revocation at %s failed; the local change stands"
 
 # --- Recipes -----------------------------------------------------------------------------------
 RECIPE_CREDITED = "{verb} in {app} as {account}"
+RECIPE_OUTCOME_UNKNOWN = (
+    "{recipe} was interrupted while it was talking to {app}, so I can't tell whether it was "
+    "done. I won't send it again: check in {app}, or ask {contact}."
+)
+LOG_RUN_RESUMED_AFTER_CRASH = "Recipe %s: resuming a run stranded before its action was sent"
 RECIPE_OTHER_TENANT = (
     "{recipe} isn't available to your organization: its {app} app connection serves another "
     "organization. Nothing was done. Ask your administrator to set up a connection for yours."

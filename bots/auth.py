@@ -223,6 +223,9 @@ class TeamsBotAuthentication(BotFrameworkAuthentication):
             )
         except (jwt.PyJWTError, ValueError, TypeError) as error:
             raise PermissionError(type(error).__name__) from None
+        if claims.get("aud") != self._app_id:
+            # PyJWT accepts a list that contains our id; the Bot Framework issues one audience.
+            raise PermissionError("unexpected audience")
         if claims.get("serviceurl") != activity.service_url:
             raise PermissionError("serviceurl claim does not match the activity")
         return claims

@@ -6,6 +6,7 @@ Every invoke is answered here with a 200 (Teams shows "Unable to reach app" for 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -24,7 +25,13 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
+# How long a turn may take before the person is told to try again (Teams waits about 15 s for
+# an invoke; the store and providers are given a few seconds, the reply the rest).
+TURN_BUDGET_S = 4.0
 MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
+# Longer messages are answered without being read: no command or recipe is that long, and
+# splitting a long text into words costs time every other person's turn waits for.
+MAX_TEXT_CHARS = 4000
 
 
 class CardActionResponse(Model):
@@ -72,7 +79,20 @@ class RuntimeConnectionsBot(ActivityHandler):
             log.info(messages.LOG_TENANT_REFUSED)
             await self._refuse(turn_context)
             return
-        await super().on_turn(turn_context)
+        try:
+            # A stalled store or provider must not hold a turn past Teams' patience.
+            async with asyncio.timeout(TURN_BUDGET_S):
+                await super().on_turn(turn_context)
+        except TimeoutError:
+            log.warning(messages.LOG_TURN_OVER_BUDGET, activity.type, TURN_BUDGET_S)
+            await self._try_again(turn_context)
+
+    async def _try_again(self, context: TurnContext) -> None:
+        activity = context.activity
+        if activity.type == ActivityTypes.message:
+            await context.send_activity(messages.TURN_FAILED)
+        elif activity.type == ActivityTypes.invoke:
+            await self._send_invoke_response(context, card_action_response(messages.TURN_FAILED))
 
     async def _refuse(self, context: TurnContext) -> None:
         activity = context.activity
@@ -92,6 +112,11 @@ class RuntimeConnectionsBot(ActivityHandler):
             return
         if not turn.personal and not mentions_bot(activity):
             return  # in a team or group chat, only messages that @mention the bot are for it
+        length = len(activity.text) if isinstance(activity.text, str) else 0
+        if length > MAX_TEXT_CHARS:
+            log.info(messages.LOG_MESSAGE_TOO_LONG, length, MAX_TEXT_CHARS)
+            await turn.send_text(messages.MESSAGE_TOO_LONG.format(limit=MAX_TEXT_CHARS))
+            return
         text = command_text(activity)
         handler = self._router.match_command(text)
         if handler is not None:

@@ -24,14 +24,24 @@ from storage.models import Owner
 VerbReply = Card | str
 
 
+# No one has this many pages; a bigger number is only clamped to the last page anyway.
+_MAX_PAGE = 1_000_000
+
+
 def _page(data: dict[str, Any]) -> int:
+    """The page a card action asks for: a whole number from the card's data, else 0.
+
+    The data comes from the request body, so it may be any JSON: a float such as 1e999 (inf)
+    or NaN, a huge or negative number, a string, null, a list or an object.
+    """
     value = data.get(verbs.PAGE_KEY, 0)
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return 0
     try:
-        return max(int(value), 0)
-    except (TypeError, ValueError):
+        page = int(value)
+    except (ValueError, OverflowError):  # NaN, inf, "x", or more digits than int() reads
         return 0
+    return min(max(page, 0), _MAX_PAGE)
 
 
 def _chosen_connection(data: dict[str, Any]) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 
 from storage.models import Owner
@@ -52,25 +51,40 @@ def is_personal(activity: Activity) -> bool:
     return not conversation.is_group
 
 
-def mentions_bot(activity: Activity) -> bool:
+def _mentions_of_bot(activity: Activity) -> list[dict[str, Any]]:
+    """The properties of the well-formed mention entities that name the bot (the recipient).
+
+    Entities come from the request body: any of them may lack `mentioned`, carry it as a
+    string, or have no type at all; those are not mentions of the bot.
+    """
     recipient_id = activity.recipient.id if activity.recipient else None
+    if not recipient_id:
+        return []
+    found = []
     for entity in activity.entities or []:
-        properties = entity.additional_properties or {}
-        mentioned = properties.get("mentioned") or {}
-        if (
-            entity.type == "mention"
-            and isinstance(mentioned, dict)
-            and recipient_id
-            and mentioned.get("id") == recipient_id
-        ):
-            return True
-    return False
+        properties = getattr(entity, "additional_properties", None)
+        if getattr(entity, "type", None) != "mention" or not isinstance(properties, dict):
+            continue
+        mentioned = properties.get("mentioned")
+        if isinstance(mentioned, dict) and mentioned.get("id") == recipient_id:
+            found.append(properties)
+    return found
+
+
+def mentions_bot(activity: Activity) -> bool:
+    return bool(_mentions_of_bot(activity))
 
 
 def command_text(activity: Activity) -> str:
-    """The typed text without the bot's @mention, trimmed, with runs of spaces folded."""
-    text = activity.text or ""
-    if activity.recipient and activity.recipient.id:
-        text = TurnContext.remove_mention_text(activity, activity.recipient.id) or text
+    """The typed text without the bot's @mention, trimmed, with runs of spaces folded.
+
+    The mention is removed as plain text (the SDK's `remove_mention_text` turns it into a
+    regular expression and fails on malformed entities).
+    """
+    text = activity.text if isinstance(activity.text, str) else ""
+    for properties in _mentions_of_bot(activity):
+        mention = properties.get("text")
+        if isinstance(mention, str) and mention:
+            text = text.replace(mention, " ")
     text = _AT_TAG.sub(" ", text)
     return _SPACES.sub(" ", text).strip()

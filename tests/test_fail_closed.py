@@ -158,3 +158,17 @@ def test_fail_open_settings_are_refused(overrides: dict[str, str], named: str) -
 def test_loopback_hosts_are_fine_without_authentication(host: str) -> None:
     """Local use needs no configuration on any loopback address."""
     assert load_settings(_env_file=None, host=host).host == host
+
+
+async def test_a_list_of_audiences_is_refused(
+    start_bot: StartBot, signing_keys: SigningKeyServer
+) -> None:
+    """A validly signed token whose audience is a list (even one naming this bot) is refused
+    with 401, not accepted nor answered with a 500."""
+    bot = await secured(start_bot, signing_keys)
+    token = signing_keys.token(audience=[APP_ID, "other"], service_url=bot.service_url)  # type: ignore[arg-type]
+    status, _ = await bot.post(
+        activities.card_action(JANE, bot.service_url, verbs.SHOW_CONNECTIONS),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert status == 401
