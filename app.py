@@ -8,9 +8,11 @@ Run `python app.py` to serve the bot on http://localhost:3978/api/messages.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 from aiohttp import web
@@ -27,6 +29,7 @@ from bots.resume import RunResumer
 from bots.router import Router
 from bots.signin_handlers import LoginCards, SignInHandlers
 from connections.service import ConnectionsService
+from connections.settle import ConnectionSettler
 from oauth.pages import sign_in_routes
 from oauth.providers import AppsConfigError, ProviderRegistry, load_registry
 from oauth.signin import SignInService
@@ -37,6 +40,7 @@ from settings import Settings, SettingsError, load_settings
 from storage.crypto import TokenCipher
 from storage.database import Database, open_database
 from storage.embedded import StoreUnavailable
+from storage.outbox import drain_all
 from storage.token_keys import TokenKeyError, load_token_cipher
 
 log = logging.getLogger("runtime_connections")
@@ -71,7 +75,7 @@ def build_router(
     settings: Settings,
     signin: SignInService,
     login_cards: LoginCards,
-    tokens: TokenService,
+    settler: ConnectionSettler,
     recipes: RecipeHandlers,
     resumer: RunResumer,
 ) -> Router:
@@ -80,7 +84,7 @@ def build_router(
         connections=database.connections,
         audit=database.audit,
         names=signin.providers.display_name,
-        revoke=tokens.revoke,
+        settler=settler,
     )
     ConnectionsHandlers(
         service=service,
@@ -115,6 +119,38 @@ def load_cipher(settings: Settings) -> TokenCipher:
     )
 
 
+STORE_LOST_GRACE_S = 1.0
+
+
+def _exit_for_a_restart(reason: str) -> None:
+    # A plain SystemExit (not aiohttp's GracefulExit, which run_app swallows): run_app still
+    # cleans up (closes the sites, runs the cleanup contexts), then the exception ends the
+    # process with status 1 and prints the reason to stderr.
+    raise SystemExit(reason)
+
+
+@asynccontextmanager
+async def _exit_when_store_is_lost(database: Database) -> AsyncIterator[None]:
+    """While the bot runs: if the embedded store is gone for good, stop with exit status 1.
+
+    /healthz answers 503 with the reason during a short grace period first, so that a
+    probing process manager sees why; then the bot shuts down cleanly and exits non-zero.
+    """
+
+    async def watch() -> None:
+        reason = await database.wait_store_lost()
+        log.critical(messages.LOG_STORE_LOST_EXITING, reason)
+        await asyncio.sleep(STORE_LOST_GRACE_S)
+        asyncio.get_running_loop().call_soon(_exit_for_a_restart, reason)
+
+    watcher = asyncio.create_task(watch(), name="store-lost-watcher")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
 async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     providers = load_providers(settings)
@@ -128,6 +164,7 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             embedded_command=settings.embedded_mongodb_command,
         ) as database,
         aiohttp.ClientSession() as session,
+        _exit_when_store_is_lost(database),
     ):
         if settings.auth_enabled:
             log.info(messages.LOG_AUTH_ON, settings.app_id, settings.app_type)
@@ -144,6 +181,9 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             revoke_grant=tokens.revoke_grant,
         )
         login_cards = LoginCards(signin=signin, bot_app_id=settings.app_id or "")
+        settler = ConnectionSettler(
+            store=database.connections, audit=database.audit, revoke_grant=tokens.revoke_grant
+        )
         await database.recipe_settings.seed(
             {recipe.key: recipe.verify_user_access for recipe in book}
         )
@@ -170,10 +210,22 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             adapter=adapter,
             bot_app_id=settings.app_id or "",
             leases=database.leases,
-            also_sweep=signin.revoke_expired_grants,
+            also_sweep=(
+                signin.revoke_expired_grants,
+                settler.sweep,
+                functools.partial(
+                    drain_all,
+                    [
+                        database.recipe_runs.collection,
+                        database.recipe_settings.collection,
+                        database.login_states.collection,
+                    ],
+                    database.audit,
+                ),
+            ),
         )
         router = build_router(
-            database, settings, signin, login_cards, tokens, recipe_handlers, resumer
+            database, settings, signin, login_cards, settler, recipe_handlers, resumer
         )
         bot = RuntimeConnectionsBot(settings=settings, router=router)
         app[SIGNIN_KEY] = signin
@@ -196,6 +248,7 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
                 sweeper.cancel()
                 await asyncio.gather(sweeper, return_exceptions=True)
             await recipe_handlers.close()
+            await settler.close()
 
 
 async def _post_messages(request: web.Request) -> web.StreamResponse:
@@ -205,11 +258,16 @@ async def _post_messages(request: web.Request) -> web.StreamResponse:
 
 
 async def _healthz(request: web.Request) -> web.Response:
+    """The process is alive, and so is its embedded store (or one is coming back)."""
+    lost = request.app[DATABASE_KEY].store_lost()
+    if lost is not None:
+        return web.json_response({"status": "store lost", "reason": lost}, status=503)
     return web.json_response({"status": "alive"})
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    if await request.app[DATABASE_KEY].ping():
+    """The database answers a ping; answered within 2 s whatever the database does."""
+    if await request.app[DATABASE_KEY].ping(timeout_s=1.5):
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "database unreachable"}, status=503)
 

@@ -30,15 +30,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TextIO
 
+from bson import ObjectId
 from pymongo.errors import PyMongoError
 
 from admin import parents
 from connections.service import ConnectionsService
+from connections.settle import ConnectionSettler
 from oauth.providers import AppsConfigError, ProviderRegistry, display_name, load_registry
 from oauth.tokens import TokenService
 from recipes.definitions import BUILTIN_COMMANDS, RecipesConfigError, load_recipes
 from settings import Settings, SettingsError, load_settings
-from storage.audit import CONNECTION_CREATED
 from storage.connections import ConnectionExists, ParentNotFound
 from storage.crypto import TokenCipher, reencrypt
 from storage.database import Database, make_client, open_database
@@ -51,6 +52,7 @@ from storage.models import (
     Owner,
     ProviderAccount,
 )
+from storage.outbox import drain
 from storage.token_keys import TokenKeyError, load_token_cipher, new_key
 
 
@@ -105,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = connections.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", help="list connections")
-    listing.add_argument("--kind", choices=[kind.value for kind in ConnectionKind])
+    listing.add_argument("--kind", choices=["parent", "runtime"])
 
     parent = commands.add_parser("create-parent", help="store a parent connection (development)")
     parent.add_argument("--provider", required=True)
@@ -194,9 +196,10 @@ async def _parents(
             return await parents.list_parents(database, providers.display_name, out)
         cipher = _cipher(settings)
         if arguments.command == "delete":
-            deleted = await _service(database, providers, cipher).delete_as_operator(
-                Actor.operator(getpass.getuser()), arguments.id, kind=ConnectionKind.PARENT
-            )
+            async with _service(database, providers, cipher) as service:
+                deleted = await service.delete_as_operator(
+                    Actor.operator(getpass.getuser()), arguments.id, kind=ConnectionKind.PARENT
+                )
             if deleted is None:
                 print(f"No parent connection has the id {arguments.id}.", file=out)
                 return 1
@@ -222,17 +225,25 @@ def _cipher(settings: Settings) -> TokenCipher:
     )
 
 
-def _service(
+@asynccontextmanager
+async def _service(
     database: Database, providers: ProviderRegistry, cipher: TokenCipher
-) -> ConnectionsService:
-    """The connections service the bot uses, so an operator's change revokes and audits alike."""
+) -> AsyncIterator[ConnectionsService]:
+    """The connections service the bot uses, so an operator's change revokes and audits alike;
+    the command waits (bounded) for the revocation before it ends."""
     tokens = TokenService(providers=providers, connections=database.connections, cipher=cipher)
-    return ConnectionsService(
-        connections=database.connections,
-        audit=database.audit,
-        names=providers.display_name,
-        revoke=tokens.revoke,
+    settler = ConnectionSettler(
+        store=database.connections, audit=database.audit, revoke_grant=tokens.revoke_grant
     )
+    try:
+        yield ConnectionsService(
+            connections=database.connections,
+            audit=database.audit,
+            names=providers.display_name,
+            settler=settler,
+        )
+    finally:
+        await settler.close()
 
 
 async def _recipes(arguments: argparse.Namespace, settings: Settings, out: TextIO) -> int:
@@ -267,14 +278,15 @@ async def _recipes(arguments: argparse.Namespace, settings: Settings, out: TextI
             print(f"No recipe has the key {arguments.key}.", file=out)
             return 1
         value = arguments.value == "on"
-        await store.set_verify_user_access(
-            arguments.key, value, changed_by=f"operator:{getpass.getuser()}"
-        )
-        await database.audit.record(
+        event = database.audit.event(
             actor=Actor.operator(getpass.getuser()),
             action="recipe.setting_changed",
             details={"recipe": arguments.key, "verify_user_access": value},
         )
+        await store.set_verify_user_access(
+            arguments.key, value, changed_by=f"operator:{getpass.getuser()}", event=event
+        )
+        await drain(store.collection, arguments.key, database.audit)
         print(f"{arguments.key}: Verify user access at runtime is now {arguments.value}.", file=out)
         return 0
 
@@ -305,6 +317,7 @@ async def _run(
                 account=ProviderAccount(id=arguments.account, display_name=arguments.account),
                 api_base_url=arguments.api_base_url,
                 tenant_id=arguments.tenant,
+                actor=actor,
             )
         elif arguments.command == "create-runtime":
             try:
@@ -318,6 +331,7 @@ async def _run(
                     ),
                     account=ProviderAccount(id=arguments.account, display_name=arguments.account),
                     status=ConnectionStatus(arguments.status),
+                    actor=actor,
                 )
             except ParentNotFound:
                 print(
@@ -334,14 +348,14 @@ async def _run(
                 return 1
         else:
             providers = load_registry(settings.apps_file)
-            service = _service(database, providers, _cipher(settings))
-            deleted = await service.delete_as_operator(actor, arguments.id)
+            async with _service(database, providers, _cipher(settings)) as service:
+                deleted = await service.delete_as_operator(actor, arguments.id)
             if deleted is None:
                 print(f"No connection has the id {arguments.id}; nothing deleted.", file=out)
                 return 0
             print(f"Deleted {_row(deleted)}", file=out)
             return 0
-        await database.audit.record(actor=actor, action=CONNECTION_CREATED, connection=created)
+        await drain(store.collection, ObjectId(created.id), database.audit)
         print(_row(created), file=out)
         return 0
 

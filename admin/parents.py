@@ -19,13 +19,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from bson import ObjectId
 
+from connections.settle import ConnectionSettler
 from oauth.pages import sign_in_routes
 from oauth.providers import ProviderRegistry
 from oauth.signin import SignInService
 from oauth.tokens import TokenService
 from settings import Settings
-from storage.audit import CONNECTION_CREATED
 from storage.crypto import TokenCipher
 from storage.database import Database
 from storage.login_states import LoginState, Step, VoidReason
@@ -147,6 +148,7 @@ async def authorize(
             tokens=login.tokens,
             scopes=login.scopes,
             api_base_url=login.api_base_url,
+            actor=Actor.operator(operator.name),
         )
         assert parent is not None
     else:
@@ -159,11 +161,14 @@ async def authorize(
             tokens=login.tokens,
             name=parent_name,
             tenant_id=tenant,
+            actor=Actor.operator(operator.name),
         )
     await database.login_states.complete_parent(login_id)
-    await database.audit.record(
-        actor=Actor.operator(operator.name), action=CONNECTION_CREATED, connection=parent
+    # The audit event was written with the parent; record it now, and revoke a replaced grant.
+    settler = ConnectionSettler(
+        store=database.connections, audit=database.audit, revoke_grant=tokens.revoke_grant
     )
+    await settler.settle(ObjectId(parent.id))
     print(
         f"Stored parent connection {parent.id} ({provider.name}, {login.account.display_name}) "
         f"for tenant {tenant}.",

@@ -37,15 +37,18 @@ class RunResumer:
     adapter: BotAdapter
     bot_app_id: str
     leases: LeaseStore
-    # More clean-up that must run once per round across processes (expired sign-in grants).
-    also_sweep: Callable[[], Awaitable[int]] | None = None
+    # More clean-up that must run once per round across processes (expired sign-in grants,
+    # revocations and audit events left to finish).
+    also_sweep: tuple[Callable[[], Awaitable[int]], ...] = ()
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     async def after_sign_in(self, owner: Owner, parent_id: str) -> int:
         """Resume the person's runs waiting on that parent, oldest first. Returns how many."""
         resumed = 0
         for waiting in await self.runner.runs.waiting_for(owner=owner, parent_id=parent_id):
-            run = await self.runner.runs.claim_waiting(waiting["_id"], to="running")
+            run = await self.runner.runs.claim_waiting(
+                waiting["_id"], to="running", lease_until=self.runner.lease_until()
+            )
             if run is None:
                 continue  # another delivery of the code got it first
             recipe = self.book.get(run["recipe"])
@@ -80,8 +83,11 @@ class RunResumer:
             SWEEPER_LEASE, holder=self.holder, until=now + lease_for, now=now
         ):
             return 0
-        if self.also_sweep is not None:
-            await self.also_sweep()
+        for job in self.also_sweep:
+            try:
+                await job()
+            except Exception:  # one failed job must not stop the others
+                log.exception("A sweep job failed")
         ended = 0
         for waiting in await self.runner.runs.expired_waiting(now=now):
             run = await self.runner.runs.claim_waiting(waiting["_id"], to="expired")
@@ -91,7 +97,38 @@ class RunResumer:
             await self.runner.end_waiting(run, status="expired", message=message)
             await self._post(run["conversation"], text=message)
             ended += 1
-        return ended
+        return ended + await self._take_over_stranded(now)
+
+    async def _take_over_stranded(self, now: datetime) -> int:
+        """Runs whose process died mid-run: resume exactly once those whose action was never
+        sent; end once, telling the person, those whose action may have been sent."""
+        handled = 0
+        for stranded in await self.runner.runs.stranded(now=now):
+            run = await self.runner.runs.claim_stranded(
+                stranded["_id"], holder=self.holder, until=self.runner.lease_until(), now=now
+            )
+            if run is None:
+                continue  # another process took it
+            handled += 1
+            recipe = self.book.get(run["recipe"])
+            if run.get("action_sent_at") is None and recipe is not None:
+                log.info(messages.LOG_RUN_RESUMED_AFTER_CRASH, run["recipe"])
+                result = await self.runner.resume(run, recipe)
+                await self._post(run["conversation"], card=result.card, text=result.message)
+                continue
+            message = self._unknown_outcome(run)
+            if await self.runner.end_waiting(run, status="unknown", message=message):
+                await self._post(run["conversation"], text=message)
+        return handled
+
+    def _unknown_outcome(self, run: dict[str, Any]) -> str:
+        recipe = self.book.get(run["recipe"])
+        if recipe is None:
+            return messages.RECIPE_RECIPE_GONE
+        parent = self.runner.providers.parents.get(recipe.parent)
+        app = self.runner.providers.display_name(parent.app) if parent else recipe.parent
+        contact = parent.contact if parent else "your administrator"
+        return messages.RECIPE_OUTCOME_UNKNOWN.format(recipe=recipe.name, app=app, contact=contact)
 
     async def sweep_forever(self, interval_s: float) -> None:
         while True:

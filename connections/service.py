@@ -5,18 +5,14 @@ Results are plain data (`ConnectionView`, `Outcome`) that the card builders turn
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import messages
+from connections.settle import ConnectionSettler
 from oauth.providers import display_name
-from storage.audit import (
-    CONNECTION_DELETED,
-    CONNECTION_DISCONNECTED,
-    CONNECTION_REVOKE_FAILED,
-    AuditLog,
-)
+from storage.audit import AuditLog
 from storage.connections import Change, ConnectionStore
 from storage.models import Actor, Connection, ConnectionKind, Owner
 
@@ -64,16 +60,19 @@ class Outcome:
     message: str
 
 
-Revoker = Callable[[Connection], Awaitable[str]]
-
-
 @dataclass(frozen=True)
 class ConnectionsService:
+    """What may be done to connections, for every surface and the operator CLI alike.
+
+    A change, its audit event and the tokens to revoke are one database update; the event is
+    recorded at once, and revocation at the provider runs after the answer (`settler`).
+    """
+
     connections: ConnectionStore
     audit: AuditLog
     names: Callable[[str], str] = display_name
-    # Revokes a connection's tokens at its provider; returns what happened (see oauth.tokens).
-    revoke: Revoker | None = None
+    # Records events and revokes tokens after a change (None: the periodic sweep does it).
+    settler: ConnectionSettler | None = None
 
     async def list_views(self, owner: Owner) -> list[ConnectionView]:
         """The person's runtime connections as card data."""
@@ -89,53 +88,32 @@ class ConnectionsService:
 
     async def disconnect(self, owner: Owner, connection_id: str) -> Outcome:
         """Sign the person out of one connection, keeping the record as Disconnected."""
-        connection = await self.connections.get_for_owner(connection_id=connection_id, owner=owner)
-        if connection is None:
-            return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
-        label = ConnectionView.of(connection, self.names).label
-        change, previous = await self.connections.disconnect_and_take_tokens(
-            connection_id=connection_id, owner=owner
+        change, previous = await self.connections.disconnect(
+            connection_id=connection_id, owner=owner, actor=Actor.person(owner)
         )
         if change is Change.NOT_FOUND:
             return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
         if change is Change.UNCHANGED or previous is None:
+            # A retried press: say what is true, and finish anything a crash left behind.
+            await self._settle(connection_id)
+            current = await self.connections.get_for_owner(connection_id=connection_id, owner=owner)
+            label = ConnectionView.of(current, self.names).label if current else ""
             return Outcome(Result.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label))
-        revocation = await self._revoke(Actor.person(owner), previous)
-        await self.audit.record(
-            actor=Actor.person(owner),
-            action=CONNECTION_DISCONNECTED,
-            connection=previous,
-            details={"revocation": revocation},
-        )
+        await self._settle(connection_id)
+        label = ConnectionView.of(previous, self.names).label
         return Outcome(Result.DONE, messages.DISCONNECTED.format(label=label))
-
-    async def _revoke(self, actor: Actor, connection: Connection) -> str:
-        """Revoke at the provider after the local change; a failure is audited, not fatal."""
-        if connection.tokens is None:
-            return "nothing_to_revoke"
-        if self.revoke is None:
-            # No way to reach the provider from here: say so rather than pretend.
-            result = "failed"
-        else:
-            result = await self.revoke(connection)
-        if result == "failed":
-            await self.audit.record(
-                actor=actor, action=CONNECTION_REVOKE_FAILED, connection=connection
-            )
-        return result
 
     async def delete(self, owner: Owner, connection_id: str) -> Outcome:
         """Remove one of the person's connections; they sign in again the next time."""
         deleted = await self.connections.delete_for_owner(connection_id=connection_id, owner=owner)
         if deleted is None:
+            if await self.connections.was_deleted_for_owner(
+                connection_id=connection_id, owner=owner
+            ):
+                await self._settle(connection_id)
+                return Outcome(Result.NO_CHANGE, messages.ALREADY_DELETED)
             return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
-        revocation = await self._revoke(Actor.person(owner), deleted)
-        await self.audit.record(
-            actor=Actor.person(owner),
-            action=CONNECTION_DELETED,
-            connection=deleted,
-            details={"revocation": revocation},
-        )
+        await self._settle(connection_id)
         return Outcome(
             Result.DONE, messages.DELETED.format(label=ConnectionView.of(deleted, self.names).label)
         )
@@ -147,17 +125,16 @@ class ConnectionsService:
         a person's own Delete. A parent's runtime connections stay stored.
 
         Returns:
-            The removed record (tokens included, already revoked), only to the call that removed
-            it; None when there was nothing (left) to remove.
+            The removed record as it was, only to the call that removed it; None when there
+            was nothing (left) to remove.
         """
-        deleted = await self.connections.delete(connection_id, kind=kind)
-        if deleted is None:
-            return None
-        revocation = await self._revoke(actor, deleted)
-        await self.audit.record(
-            actor=actor,
-            action=CONNECTION_DELETED,
-            connection=deleted,
-            details={"revocation": revocation},
-        )
+        deleted = await self.connections.delete(connection_id, kind=kind, actor=actor)
+        if deleted is not None:
+            await self._settle(connection_id)
         return deleted
+
+    async def _settle(self, connection_id: str) -> None:
+        if self.settler is None:
+            return
+        await self.settler.record_events(connection_id)
+        self.settler.settle_later(connection_id)

@@ -21,7 +21,9 @@ from httpx2 import HTTPError, HTTPStatusError
 from oauth.providers import Provider
 from storage.models import ProviderAccount
 
-TIMEOUT_S = 15.0
+# One short limit per provider call (token, refresh, revoke, userinfo): Teams waits about 15 s
+# for an answer, and a recipe's own deadline must hold a refresh as well as its action.
+TIMEOUT_S = 5.0
 
 
 class OAuthRejected(Exception):

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from bson import ObjectId
 from pymongo.errors import PyMongoError
 
 import messages
@@ -38,18 +39,13 @@ from oauth.client import (
     new_code_verifier,
 )
 from oauth.providers import Provider, ProviderRegistry
-from storage.audit import (
-    CONNECTION_ACCOUNT_CHANGED,
-    CONNECTION_CREATED,
-    CONNECTION_RECONNECTED,
-    SIGNIN_VOIDED,
-    AuditLog,
-)
+from storage.audit import SIGNIN_VOIDED, AuditLog
 from storage.connections import ConnectionStore, serves
 from storage.crypto import TokenCipher
 from storage.database import Database
 from storage.login_states import LoginState, LoginStateStore, Step, VoidReason
 from storage.models import Actor, Connection, EncryptedTokens, Owner
+from storage.outbox import drain
 
 log = logging.getLogger(__name__)
 
@@ -435,29 +431,18 @@ class SignInService:
         person = owner.model_copy(
             update={"teams_user_id": owner.teams_user_id or login.owner.teams_user_id}
         )
-        connection, previous = await self.connections.upsert_runtime(
+        # The connection and its audit events are one write; the events are then recorded.
+        connection, _ = await self.connections.upsert_runtime(
             parent_id=login.parent_id,
             owner=person,
             account=login.account,
             tokens=login.tokens,
             scopes=login.scopes,
             api_base_url=login.api_base_url,
+            actor=Actor.person(owner),
         )
-        actor = Actor.person(owner)
-        if previous is None:
-            await self.audit.record(actor=actor, action=CONNECTION_CREATED, connection=connection)
-        else:
-            await self.audit.record(
-                actor=actor, action=CONNECTION_RECONNECTED, connection=connection
-            )
-            if previous.account and previous.account.id != login.account.id:
-                await self.audit.record(
-                    actor=actor,
-                    action=CONNECTION_ACCOUNT_CHANGED,
-                    connection=connection,
-                    details={
-                        "from": previous.account.display_name,
-                        "to": login.account.display_name,
-                    },
-                )
+        try:
+            await drain(self.connections.collection, ObjectId(connection.id), self.audit)
+        except PyMongoError:
+            log.warning(messages.LOG_SETTLE_DEFERRED)  # the sweep records them
         return connection

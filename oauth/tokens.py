@@ -50,7 +50,8 @@ class RevokeResult(StrEnum):
     REVOKED = "revoked"
     NOT_SUPPORTED = "not_supported"  # the provider has no revocation endpoint (Microsoft)
     NOTHING_TO_REVOKE = "nothing_to_revoke"
-    FAILED = "failed"
+    FAILED = "failed"  # worth trying again later (network, 5xx)
+    IMPOSSIBLE = "impossible"  # the app is no longer configured, or the tokens cannot be read
 
 
 def _expires_at(tokens: dict[str, Any]) -> datetime | None:
@@ -187,13 +188,13 @@ class TokenService:
             return RevokeResult.NOTHING_TO_REVOKE
         provider = self.providers.get(app_key)
         if provider is None:
-            return RevokeResult.FAILED
+            return RevokeResult.IMPOSSIBLE
         if provider.revoke_url is None:
             return RevokeResult.NOT_SUPPORTED
         try:
             tokens = self.cipher.open(sealed)
         except TokenDecryptionError:
-            return RevokeResult.FAILED
+            return RevokeResult.IMPOSSIBLE
         try:
             # Revoking the refresh token ends the grant; the access token too, for providers
             # that keep access tokens alive after their refresh token is gone.

@@ -16,11 +16,13 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import aiohttp
+from bson import ObjectId
+from pymongo.errors import PyMongoError
 from yarl import URL
 
 import messages
@@ -48,6 +50,7 @@ from storage.models import (
     EncryptedTokens,
     Owner,
 )
+from storage.outbox import drain
 from storage.recipe_runs import RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
 
@@ -55,6 +58,8 @@ log = logging.getLogger(__name__)
 
 RECIPE_RAN = "recipe.ran"
 ACTION_TIMEOUT_S = 20.0
+# Time beyond the action's own deadline for storing the outcome before a run counts as stranded.
+RUN_LEASE_MARGIN = timedelta(seconds=10)
 
 
 class Outcome(StrEnum):
@@ -177,6 +182,7 @@ class RecipeRunner:
             for name, value in request.arguments.items()
             if name not in recipe.secret_arguments
         }
+        sealed = self.tokens.cipher.seal(dict(request.arguments)).model_dump()
         run_id = await self.runs.start(
             recipe=recipe.key,
             activity_key=request.activity_key,
@@ -184,18 +190,21 @@ class RecipeRunner:
             inputs=inputs,
             conversation=request.conversation,
             verify_user_access=verify,
+            # Kept until the run ends, so a run stranded by a crash can be resumed.
+            sealed_arguments=sealed,
+            lease_until=self.lease_until(),
         )
         if run_id is None:
             log.info(messages.LOG_RECIPE_DUPLICATE, recipe.key)
             return RunResult(Outcome.DUPLICATE)
-        result, acted_as = await self._execute(request, verify)
+        result, acted_as = await self._execute(request, verify, run_id)
         if result.outcome is Outcome.SIGN_IN_NEEDED and result.sign_in_parent is not None:
             # Parked until the invoker has signed in; `resume` finishes it.
             await self.runs.wait_for_sign_in(
                 run_id,
                 parent_id=result.sign_in_parent.id,
                 expires_at=datetime.now(UTC) + SIGN_IN_LIFETIME,
-                sealed_arguments=self.tokens.cipher.seal(dict(request.arguments)).model_dump(),
+                sealed_arguments=sealed,
             )
         else:
             await self._record(run_id, request, result, acted_as)
@@ -212,28 +221,41 @@ class RecipeRunner:
             activity_key=run["activity_key"],
             conversation=run["conversation"],
         )
-        result, acted_as = await self._execute(request, bool(run["verify_user_access"]))
-        # Whatever happens now is final: a second sign-in request would loop.
         run_id = str(run["_id"])
+        result, acted_as = await self._execute(request, bool(run["verify_user_access"]), run_id)
+        # Whatever happens now is final: a second sign-in request would loop.
         await self._record(run_id, request, result, acted_as)
         return RunResult(result.outcome, result.card, result.message, None, run_id)
 
-    async def end_waiting(self, run: dict[str, Any], *, status: str, message: str) -> None:
-        """Close a waiting run that will not resume (sign-in expired or cancelled)."""
-        await self.runs.finish(
-            str(run["_id"]), status=status, acted_as=None, result={"message": message}
-        )
-        await self.audit.record(
+    def lease_until(self) -> datetime:
+        """How long a running run may go without ending before the sweeper takes it over."""
+        return datetime.now(UTC) + timedelta(seconds=self.action_timeout_s) + RUN_LEASE_MARGIN
+
+    async def end_waiting(self, run: dict[str, Any], *, status: str, message: str) -> bool:
+        """Close a run that will not resume or finish (sign-in expired or cancelled, or an
+        outcome that cannot be known); with its audit event. False if it had already ended."""
+        event = AuditLog.event(
             actor=Actor.person(Owner.model_validate(run["invoker"])),
             action=RECIPE_RAN,
             details={"recipe": run["recipe"], "run_id": str(run["_id"]), "outcome": status},
         )
+        ended = await self.runs.finish(
+            str(run["_id"]), status=status, acted_as=None, result={"message": message}, event=event
+        )
+        await self._record_events(str(run["_id"]))
+        return ended
+
+    async def _record_events(self, run_id: str) -> None:
+        try:
+            await drain(self.runs.collection, ObjectId(run_id), self.audit)
+        except PyMongoError:
+            log.warning(messages.LOG_SETTLE_DEFERRED)  # the sweep records them
 
     async def _execute(
-        self, request: RunRequest, verify: bool
+        self, request: RunRequest, verify: bool, run_id: str
     ) -> tuple[RunResult, Connection | None]:
         try:
-            return await self._run(request, verify)
+            return await self._run(request, verify, run_id)
         except Exception as error:
             # Never leak a trace to the person; the log has the type only (no payloads).
             log.exception(messages.LOG_RECIPE_FAILED, request.recipe.key, type(error).__name__)
@@ -255,13 +277,7 @@ class RecipeRunner:
                 "account": acted_as.account_label,
                 "owner": acted_as.owner.model_dump(),
             }
-        await self.runs.finish(
-            run_id,
-            status=result.outcome.value,
-            acted_as=identity,
-            result={"message": result.message},
-        )
-        await self.audit.record(
+        event = AuditLog.event(
             actor=Actor.person(request.invoker),
             action=RECIPE_RAN,
             connection=acted_as,
@@ -271,8 +287,18 @@ class RecipeRunner:
                 "outcome": result.outcome.value,
             },
         )
+        await self.runs.finish(
+            run_id,
+            status=result.outcome.value,
+            acted_as=identity,
+            result={"message": result.message},
+            event=event,
+        )
+        await self._record_events(run_id)
 
-    async def _run(self, request: RunRequest, verify: bool) -> tuple[RunResult, Connection | None]:
+    async def _run(
+        self, request: RunRequest, verify: bool, run_id: str
+    ) -> tuple[RunResult, Connection | None]:
         recipe = request.recipe
         configured = self.providers.parents[recipe.parent]
         app_name = self.providers.display_name(configured.app)
@@ -309,8 +335,13 @@ class RecipeRunner:
         else:
             connection = parent
 
+        # One deadline for the whole action, a token refresh included: a hanging token
+        # endpoint must not add its own wait to the recipe's.
+        deadline = asyncio.get_running_loop().time() + self.action_timeout_s
+        timed_out = problem(Outcome.FAILED, messages.RECIPE_TIMEOUT.format(app=app_name))
         try:
-            token = await self.tokens.access_token(connection.id)
+            async with asyncio.timeout_at(deadline):
+                token = await self.tokens.access_token(connection.id)
         except NeedsSignIn:
             if verify:
                 return problem(Outcome.SIGN_IN_NEEDED, sign_in, sign_in_parent=parent), None
@@ -318,15 +349,15 @@ class RecipeRunner:
         except TokenUnavailable:
             text = messages.RECIPE_PROVIDER_UNAVAILABLE.format(app=app_name)
             return problem(Outcome.FAILED, text), connection
+        except TimeoutError:
+            return timed_out, connection
 
         http = _AuthorizedHttp(self.session, self.tokens, connection.id, token)
         try:
-            async with asyncio.timeout(self.action_timeout_s):
-                action = await self._perform(recipe, request.arguments, connection, http)
+            async with asyncio.timeout_at(deadline):
+                action = await self._perform(recipe, request.arguments, connection, http, run_id)
         except TimeoutError:
-            return problem(Outcome.FAILED, messages.RECIPE_TIMEOUT.format(app=app_name)), (
-                connection
-            )
+            return timed_out, connection
         except (_Unauthorized, NeedsSignIn):
             await self.connections.mark_needs_reauth(connection_id=connection.id)
             if verify:
@@ -357,8 +388,10 @@ class RecipeRunner:
         arguments: Mapping[str, Any],
         connection: Connection,
         http: _AuthorizedHttp,
+        run_id: str,
     ) -> ActionResult:
         if recipe.handler is not None:
+            await self.runs.mark_sending(run_id)
             context = ActionContext(
                 arguments=dict(arguments),
                 access_token=http.token,
@@ -382,6 +415,8 @@ class RecipeRunner:
         except TemplateError as error:
             raise _AppRefused(str(error)) from None
         # The URL object passes through `__call__` to `_send` untouched (see `_send`).
+        # From here the action may have reached the app: a crash must never lead to a resend.
+        await self.runs.mark_sending(run_id)
         response = await http(recipe.action.method, url, body)
         if response.status >= 400:
             raise _AppRefused(_detail(response))

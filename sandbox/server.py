@@ -25,6 +25,8 @@ takes a JSON object; `reset` is applied first, then the other keys:
   the refresh token stays usable; `fail_refresh_times: n` for the next n, or null for every
   refresh until cleared or reset;
 - `access_token_lifetime: seconds` (>= 1): for tokens issued from now on;
+- `hang_s: seconds` (0 to 120; 0 is off): token, revoke, userinfo and `/api/*` requests wait
+  that long before they are answered (a provider that hangs);
 - `expire_access_tokens: true`: every access token issued so far is expired now.
 """
 
@@ -296,6 +298,7 @@ class SandboxState:
         self.fail_refresh_with: str | None = None
         self.fail_refresh_remaining: int | None = None  # None with an error set: every refresh
         self.access_token_lifetime = config.access_token_lifetime
+        self.hang_s = 0.0
 
     # counters
 
@@ -316,6 +319,7 @@ class SandboxState:
                 "fail_refresh_with": self.fail_refresh_with,
                 "fail_refresh_remaining": self.fail_refresh_remaining,
                 "access_token_lifetime": self.access_token_lifetime,
+                "hang_s": self.hang_s,
             }
 
     def control(self, **changes: Any) -> dict[str, Any]:
@@ -327,6 +331,7 @@ class SandboxState:
             "fail_refresh_times",
             "access_token_lifetime",
             "expire_access_tokens",
+            "hang_s",
         }
         if unknown := sorted(set(changes) - known):
             raise ValueError(f"unknown control(s): {', '.join(unknown)}")
@@ -344,6 +349,11 @@ class SandboxState:
         lifetime = changes.get("access_token_lifetime", _ABSENT)
         if lifetime is not _ABSENT:
             _check_lifetime(lifetime)
+        hang = changes.get("hang_s", _ABSENT)
+        if hang is not _ABSENT and (
+            isinstance(hang, bool) or not isinstance(hang, int | float) or not 0 <= hang <= 120
+        ):
+            raise ValueError("hang_s must be a number of seconds from 0 to 120")
 
         with self.lock:
             # Reset first, so {"reset": true, "down": true} means "clean slate, then down".
@@ -355,8 +365,11 @@ class SandboxState:
                 self.fail_refresh_remaining = None
                 self.access_token_lifetime = self.config.access_token_lifetime
                 self.opportunities.clear()
+                self.hang_s = 0.0
             if "down" in changes:
                 self.down = changes["down"]
+            if hang is not _ABSENT:
+                self.hang_s = float(hang)
             if error is not _ABSENT:
                 self.fail_refresh_with = error
                 self.fail_refresh_remaining = None if error is None else 1
@@ -621,6 +634,11 @@ def create_app(config: SandboxConfig) -> Flask:
         raw = request.environ.get("RAW_URI") or request.full_path
         with state.lock:
             state.requests.append((request.method, str(raw)))
+            hang = state.hang_s
+        if hang and request.path.startswith(
+            ("/oauth/token", "/oauth/revoke", "/oauth/userinfo", "/api/")
+        ):
+            time.sleep(hang)  # a provider that hangs (test control); the server is threaded
 
     @app.after_request
     def _no_referrer(response: Response) -> Response:

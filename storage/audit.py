@@ -1,8 +1,14 @@
 """The audit trail (collection `audit_events`): who did what to which connection, and when.
 
+Events are usually not written here directly: a change and its event are written in one update
+of the changed record (its `outbox`, see storage/outbox.py) and moved here exactly once, so a
+crash between the two can never lose the event. `event()` builds the document both ways use.
+
 Methods:
     ensure_indexes(): create the indexes.
-    record(actor=, action=, connection=, details=): append one event.
+    event(actor=, action=, connection=, details=) -> dict: an event document with its own id.
+    record(actor=, action=, connection=, details=): append one event (no record changed).
+    insert_event(document) -> bool: append a prepared event once (False: it already was).
     for_connection(connection_id): the events about one connection, oldest first.
     recent(limit=): the newest events.
 """
@@ -15,6 +21,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from storage.models import Actor, AuditEvent, Connection
 
@@ -29,6 +36,9 @@ CONNECTION_REVOKE_FAILED = "connection.revoke_failed"
 # A pending sign-in was voided (wrong code, cancelled, replaced, expired, rejected); its details
 # say why and what revoking the grant it had obtained did.
 SIGNIN_VOIDED = "signin.voided"
+# What revoking a disconnected or deleted connection's tokens at the provider came to (the
+# revocation runs after the person's answer; see connections/settle.py).
+CONNECTION_REVOKED = "connection.revoked"
 
 
 class AuditLog:
@@ -45,16 +55,17 @@ class AuditLog:
         )
         await self._events.create_index([("at", DESCENDING)], name="by_time")
 
-    async def record(
-        self,
+    @staticmethod
+    def event(
         *,
         actor: Actor,
         action: str,
         connection: Connection | None = None,
         details: dict[str, Any] | None = None,
-    ) -> str:
-        """Append one event and return its id. Never pass tokens or codes in `details`."""
+    ) -> Document:
+        """An event document with its own id. Never pass tokens or codes in `details`."""
         document: Document = {
+            "_id": ObjectId(),
             "at": datetime.now(UTC),
             "actor": actor.model_dump(),
             "action": action,
@@ -66,8 +77,28 @@ class AuditLog:
                 "provider": connection.provider,
                 "account": connection.account_label,
             }
-        result = await self._events.insert_one(document)
-        return str(result.inserted_id)
+        return document
+
+    async def record(
+        self,
+        *,
+        actor: Actor,
+        action: str,
+        connection: Connection | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> str:
+        """Append one event and return its id. Never pass tokens or codes in `details`."""
+        document = self.event(actor=actor, action=action, connection=connection, details=details)
+        await self._events.insert_one(document)
+        return str(document["_id"])
+
+    async def insert_event(self, document: Document) -> bool:
+        """Append a prepared event (from an outbox) once: its id makes a repeat a no-op."""
+        try:
+            await self._events.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def for_connection(self, connection_id: str) -> list[AuditEvent]:
         if not ObjectId.is_valid(connection_id):

@@ -5,6 +5,12 @@ partial unique index keeps it to one per (parent, person) while one owner may ow
 Every query that acts for a person is scoped by their tenant and object id, so a forged id
 never reaches someone else's record. Not-found returns None; deletes are idempotent.
 
+Every change is written in one update together with its audit event (the record's outbox, see
+storage/outbox.py) and, when tokens are dropped, with a `revocation` to do at the provider, so a
+crash can lose neither. A deleted record becomes a tombstone (kind `deleted`: invisible to every
+query here) until its revocation and events are finished, then it is purged
+(connections/settle.py).
+
 Methods:
     ensure_indexes()
     create_parent(provider=, owner=, account=, tenant_id=, ...) -> Connection
@@ -16,22 +22,36 @@ Methods:
     list_for_owner(owner=) -> list[Connection]          (runtime connections only)
     list_all(kind=) -> list[Connection]
     disconnect_for_owner(connection_id=, owner=) -> Change
-    delete_for_owner(connection_id=, owner=) -> Connection | None
-    delete(connection_id) -> Connection | None           (operators)
+    disconnect(connection_id=, owner=, actor=) -> (Change, Connection | None)
+    delete_for_owner(connection_id=, owner=, actor=) -> Connection | None
+    delete(connection_id, kind=, actor=) -> Connection | None   (operators)
+    was_deleted_for_owner(connection_id=, owner=) -> bool
+    needing_settlement(now=) -> list[ObjectId]
+    take_revocation / finish_revocation / postpone_revocation / purge_tombstone
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from storage.audit import (
+    CONNECTION_ACCOUNT_CHANGED,
+    CONNECTION_CREATED,
+    CONNECTION_DELETED,
+    CONNECTION_DISCONNECTED,
+    CONNECTION_RECONNECTED,
+    AuditLog,
+)
 from storage.models import (
+    LIVE_KINDS,
+    Actor,
     Connection,
     ConnectionKind,
     ConnectionStatus,
@@ -39,6 +59,7 @@ from storage.models import (
     Owner,
     ProviderAccount,
 )
+from storage.outbox import OUTBOX, push
 
 Document = dict[str, Any]
 
@@ -49,6 +70,15 @@ class ConnectionExists(ValueError):
 
 class ParentNotFound(ValueError):
     """A runtime connection must name an existing parent connection of the person's tenant."""
+
+
+class ConcurrentChange(RuntimeError):
+    """The record kept changing under a conditional update (try again in a moment)."""
+
+
+_CAS_ATTEMPTS = 5
+# How long a deleted record stays as a tombstone (longer than Teams retries an action).
+TOMBSTONE_KEPT = timedelta(minutes=10)
 
 
 class Change(StrEnum):
@@ -125,6 +155,7 @@ class ConnectionStore:
         status: ConnectionStatus = ConnectionStatus.CONNECTED,
         name: str | None = None,
         tenant_id: str | None = None,
+        actor: Actor | None = None,
     ) -> Connection:
         """Store a parent connection: a recipe's default account, authorized by an admin.
 
@@ -146,8 +177,13 @@ class ConnectionStore:
         if name is not None:
             document["name"] = name
         document["tenant_id"] = owner.tenant_id if tenant_id is None else tenant_id
+        created = Connection.from_document(document)
+        if actor is not None:
+            document[OUTBOX] = [
+                AuditLog.event(actor=actor, action=CONNECTION_CREATED, connection=created)
+            ]
         await self._connections.insert_one(document)
-        return Connection.from_document(document)
+        return created
 
     async def find_parent(self, name: str, *, tenant_id: str) -> Connection | None:
         """The parent stored under a configured name that serves `tenant_id` (newest first).
@@ -181,11 +217,22 @@ class ConnectionStore:
         tokens: EncryptedTokens,
         scopes: list[str],
         api_base_url: str | None,
+        actor: Actor,
     ) -> Connection | None:
         """An operator authorized an existing parent again: new account and tokens, same id."""
+        document = await self._connections.find_one(
+            {"_id": ObjectId(connection_id), "kind": ConnectionKind.PARENT.value}
+        )
+        if document is None:
+            return None
+        updated = Connection.from_document(document).model_copy(update={"account": account})
+        event = AuditLog.event(actor=actor, action=CONNECTION_RECONNECTED, connection=updated)
+        # The replaced grant is revoked at the provider, not just forgotten.
+        replaced = _revocation(document, actor, datetime.now(UTC))
         await self._connections.update_one(
             {"_id": ObjectId(connection_id), "kind": ConnectionKind.PARENT.value},
             {
+                **push(event),
                 "$set": {
                     "account": account.model_dump(),
                     "tokens": tokens.model_dump(),
@@ -194,6 +241,7 @@ class ConnectionStore:
                     "status": ConnectionStatus.CONNECTED.value,
                     "refresh_lease_until": None,
                     "updated_at": datetime.now(UTC),
+                    **replaced,
                 },
                 "$inc": {"version": 1},
             },
@@ -221,6 +269,7 @@ class ConnectionStore:
         api_base_url: str | None = None,
         tokens: EncryptedTokens | None = None,
         status: ConnectionStatus = ConnectionStatus.CONNECTED,
+        actor: Actor | None = None,
     ) -> Connection:
         """Store one person's runtime connection under an existing parent.
 
@@ -243,11 +292,16 @@ class ConnectionStore:
             tokens=tokens,
             status=status,
         )
+        created = Connection.from_document(document)
+        if actor is not None:
+            document[OUTBOX] = [
+                AuditLog.event(actor=actor, action=CONNECTION_CREATED, connection=created)
+            ]
         try:
             await self._connections.insert_one(document)
         except DuplicateKeyError:
             raise ConnectionExists(parent_id) from None
-        return Connection.from_document(document)
+        return created
 
     @staticmethod
     def _new_document(
@@ -292,8 +346,10 @@ class ConnectionStore:
         tokens: EncryptedTokens,
         scopes: list[str],
         api_base_url: str | None,
+        actor: Actor | None = None,
     ) -> tuple[Connection, Connection | None]:
-        """Write a verified sign-in: update the person's connection for that parent, or create it.
+        """Write a verified sign-in: update the person's connection for that parent, or create it,
+        with its audit events (created; or reconnected, and account changed) in the same write.
 
         Returns:
             The stored connection, and the record as it was before (None when created).
@@ -302,6 +358,7 @@ class ConnectionStore:
         if not serves(parent, owner):
             raise ParentNotFound(parent_id)
         assert parent is not None
+        who = actor or Actor.person(owner)
         scope = {
             "parent_id": ObjectId(parent_id),
             "kind": ConnectionKind.RUNTIME.value,
@@ -323,12 +380,34 @@ class ConnectionStore:
         for _ in range(2):
             previous = await self._connections.find_one(scope)
             if previous is not None:
-                await self._connections.update_one(
-                    {"_id": previous["_id"]}, {"$set": changes, "$inc": {"version": 1}}
+                before = Connection.from_document(previous)
+                after = before.model_copy(update={"account": account})
+                events = [
+                    AuditLog.event(actor=who, action=CONNECTION_RECONNECTED, connection=after)
+                ]
+                if before.account and before.account.id != account.id:
+                    events.append(
+                        AuditLog.event(
+                            actor=who,
+                            action=CONNECTION_ACCOUNT_CHANGED,
+                            connection=after,
+                            details={
+                                "from": before.account.display_name,
+                                "to": account.display_name,
+                            },
+                        )
+                    )
+                updated = await self._connections.update_one(
+                    {"_id": previous["_id"], "kind": ConnectionKind.RUNTIME.value},
+                    {"$set": changes, "$inc": {"version": 1}, **push(*events)},
                 )
-                current = await self._connections.find_one({"_id": previous["_id"]})
+                if updated.modified_count != 1:
+                    continue  # deleted meanwhile: create it afresh
+                current = await self._connections.find_one(
+                    {"_id": previous["_id"], "kind": ConnectionKind.RUNTIME.value}
+                )
                 if current is not None:
-                    return Connection.from_document(current), Connection.from_document(previous)
+                    return Connection.from_document(current), before
                 continue  # deleted meanwhile: create it afresh
             try:
                 created = await self.create_runtime(
@@ -338,6 +417,7 @@ class ConnectionStore:
                     scopes=scopes,
                     api_base_url=api_base_url,
                     tokens=tokens,
+                    actor=who,
                 )
             except ConnectionExists:
                 continue
@@ -403,7 +483,9 @@ class ConnectionStore:
         object_id = _object_id(connection_id)
         if object_id is None:
             return None
-        document = await self._connections.find_one({"_id": object_id})
+        document = await self._connections.find_one(
+            {"_id": object_id, "kind": {"$in": list(LIVE_KINDS)}}
+        )
         return Connection.from_document(document) if document else None
 
     async def get_for_owner(self, *, connection_id: str, owner: Owner) -> Connection | None:
@@ -428,7 +510,7 @@ class ConnectionStore:
         )
 
     async def list_all(self, *, kind: ConnectionKind | None = None) -> list[Connection]:
-        query: Document = {"kind": kind.value} if kind else {}
+        query: Document = {"kind": kind.value} if kind else {"kind": {"$in": list(LIVE_KINDS)}}
         cursor = self._connections.find(query).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
         return [Connection.from_document(document) async for document in cursor]
 
@@ -438,58 +520,211 @@ class ConnectionStore:
         Only the call that actually changes the record gets CHANGED, so a double click or a
         retried request is audited once.
         """
-        change, _ = await self.disconnect_and_take_tokens(connection_id=connection_id, owner=owner)
+        change, _ = await self.disconnect(
+            connection_id=connection_id, owner=owner, actor=Actor.person(owner)
+        )
         return change
 
-    async def disconnect_and_take_tokens(
-        self, *, connection_id: str, owner: Owner
+    async def disconnect(
+        self, *, connection_id: str, owner: Owner, actor: Actor
     ) -> tuple[Change, Connection | None]:
-        """Like `disconnect_for_owner`, also returning the record as it was, tokens included,
-        read in the same atomic step (so the tokens revoked are exactly the ones removed)."""
+        """Disconnect the person's connection: in one update the status, the tokens moved to a
+        pending revocation, and the audit event. Returns the record as it was (tokens
+        included) to the one call that changed it."""
         object_id = _object_id(connection_id)
         if object_id is None:
             return Change.NOT_FOUND, None
         scope = {"_id": object_id, "kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
-        previous = await self._connections.find_one_and_update(
-            {**scope, "status": {"$ne": ConnectionStatus.DISCONNECTED.value}},
-            {
-                "$set": {
-                    "status": ConnectionStatus.DISCONNECTED.value,
-                    "tokens": None,
-                    "refresh_lease_until": None,
-                    "updated_at": datetime.now(UTC),
+        for _ in range(_CAS_ATTEMPTS):
+            document = await self._connections.find_one(scope)
+            if document is None:
+                return Change.NOT_FOUND, None
+            if document["status"] == ConnectionStatus.DISCONNECTED.value:
+                return Change.UNCHANGED, None
+            previous = Connection.from_document(document)
+            now = datetime.now(UTC)
+            event = AuditLog.event(actor=actor, action=CONNECTION_DISCONNECTED, connection=previous)
+            result = await self._connections.update_one(
+                {**scope, "version": document.get("version", 1), "status": document["status"]},
+                {
+                    "$set": {
+                        "status": ConnectionStatus.DISCONNECTED.value,
+                        "tokens": None,
+                        "refresh_lease_until": None,
+                        "updated_at": now,
+                        **_revocation(document, actor, now),
+                    },
+                    "$inc": {"version": 1},
+                    **push(event),
                 },
-                "$inc": {"version": 1},
-            },
-            return_document=ReturnDocument.BEFORE,
-        )
-        if previous is not None:
-            return Change.CHANGED, Connection.from_document(previous)
-        still_there = await self._connections.find_one(scope, projection={"_id": 1})
-        return (Change.UNCHANGED if still_there else Change.NOT_FOUND), None
+            )
+            if result.modified_count == 1:
+                return Change.CHANGED, previous
+        raise ConcurrentChange(connection_id)
 
-    async def delete_for_owner(self, *, connection_id: str, owner: Owner) -> Connection | None:
+    async def delete_for_owner(
+        self, *, connection_id: str, owner: Owner, actor: Actor | None = None
+    ) -> Connection | None:
         """Remove the person's runtime connection; returns it only to the call that removed it."""
         object_id = _object_id(connection_id)
         if object_id is None:
             return None
         scope = {"_id": object_id, "kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
-        return await self._delete_one(scope)
+        return await self._tombstone(scope, actor or Actor.person(owner))
+
+    async def was_deleted_for_owner(self, *, connection_id: str, owner: Owner) -> bool:
+        """True while the person's deleted connection is still being settled (a retried Delete
+        is then told what happened, not "not found")."""
+        object_id = _object_id(connection_id)
+        if object_id is None:
+            return False
+        found = await self._connections.find_one(
+            {"_id": object_id, "kind": ConnectionKind.DELETED.value, **_owner_filter(owner)},
+            projection={"_id": 1},
+        )
+        return found is not None
 
     async def delete(
-        self, connection_id: str, *, kind: ConnectionKind | None = None
+        self,
+        connection_id: str,
+        *,
+        kind: ConnectionKind | None = None,
+        actor: Actor | None = None,
     ) -> Connection | None:
         """Remove any connection (operators), only of `kind` when given. A parent's runtime
         children stay stored."""
         object_id = _object_id(connection_id)
         if object_id is None:
             return None
-        scope: Document = {"_id": object_id}
+        scope: Document = {"_id": object_id, "kind": {"$in": list(LIVE_KINDS)}}
         if kind is not None:
             scope["kind"] = kind.value
-        return await self._delete_one(scope)
+        return await self._tombstone(scope, actor or Actor.operator("unknown"))
 
-    async def _delete_one(self, scope: Document) -> Connection | None:
-        # One atomic step: only the caller that removed the record gets it (with its tokens).
-        document = await self._connections.find_one_and_delete(scope)
-        return Connection.from_document(document) if document else None
+    async def _tombstone(self, scope: Document, actor: Actor) -> Connection | None:
+        # One conditional update: invisible at once, tokens kept only for their revocation,
+        # the audit event on the record. Only the caller that made the change gets the record.
+        for _ in range(_CAS_ATTEMPTS):
+            document = await self._connections.find_one(scope)
+            if document is None:
+                return None
+            previous = Connection.from_document(document)
+            now = datetime.now(UTC)
+            event = AuditLog.event(actor=actor, action=CONNECTION_DELETED, connection=previous)
+            result = await self._connections.update_one(
+                {
+                    "_id": document["_id"],
+                    "kind": document["kind"],
+                    "version": document.get("version", 1),
+                },
+                {
+                    "$set": {
+                        "kind": ConnectionKind.DELETED.value,
+                        "deleted_kind": document["kind"],
+                        "deleted_at": now,
+                        "tokens": None,
+                        "refresh_lease_until": None,
+                        **_revocation(document, actor, now),
+                    },
+                    "$inc": {"version": 1},
+                    **push(event),
+                },
+            )
+            if result.modified_count == 1:
+                return previous
+        raise ConcurrentChange(str(scope.get("_id")))
+
+    # --- settling: revocations, events and tombstones (connections/settle.py) -------------
+
+    async def needing_settlement(self, *, now: datetime, limit: int = 200) -> list[ObjectId]:
+        """Records with events to record, a revocation due, or a tombstone to purge."""
+        cursor = self._connections.find(
+            {
+                "$or": [
+                    {f"{OUTBOX}.0": {"$exists": True}},
+                    {"revocation.next_at": {"$lte": now}},
+                    {
+                        "kind": ConnectionKind.DELETED.value,
+                        "deleted_at": {"$lte": now - TOMBSTONE_KEPT},
+                    },
+                ]
+            },
+            projection={"_id": 1},
+        ).limit(limit)
+        return [document["_id"] async for document in cursor]
+
+    async def take_revocation(
+        self, connection_id: ObjectId, *, holder: str, until: datetime, now: datetime
+    ) -> Document | None:
+        """Take a due revocation for one attempt (one process at a time); returns it."""
+        result = await self._connections.update_one(
+            {
+                "_id": connection_id,
+                "revocation.next_at": {"$lte": now},
+                "$or": [
+                    {"revocation.lease_until": None},
+                    {"revocation.lease_until": {"$lte": now}},
+                ],
+            },
+            {"$set": {"revocation.lease_until": until, "revocation.holder": holder}},
+        )
+        if result.modified_count != 1:
+            return None
+        document = await self._connections.find_one({"_id": connection_id})
+        return document if document is not None and document.get("revocation") else None
+
+    async def finish_revocation(
+        self, connection_id: ObjectId, *, holder: str, event: Document
+    ) -> bool:
+        """The revocation is over (done, or given up): drop it, keeping its audit event."""
+        result = await self._connections.update_one(
+            {"_id": connection_id, "revocation.holder": holder},
+            {"$unset": {"revocation": ""}, **push(event)},
+        )
+        return result.modified_count == 1
+
+    async def postpone_revocation(
+        self, connection_id: ObjectId, *, holder: str, next_at: datetime
+    ) -> None:
+        """A failed attempt: count it and try again at `next_at`."""
+        await self._connections.update_one(
+            {"_id": connection_id, "revocation.holder": holder},
+            {
+                "$set": {"revocation.next_at": next_at, "revocation.lease_until": None},
+                "$inc": {"revocation.attempts": 1},
+            },
+        )
+
+    async def purge_tombstone(self, connection_id: ObjectId) -> bool:
+        """Remove a deleted record once nothing about it is left to do and Teams can no longer
+        retry the Delete (so a retried press is told "deleted", not "not found")."""
+        result = await self._connections.delete_one(
+            {
+                "_id": connection_id,
+                "kind": ConnectionKind.DELETED.value,
+                "deleted_at": {"$lte": datetime.now(UTC) - TOMBSTONE_KEPT},
+                f"{OUTBOX}.0": {"$exists": False},
+                "revocation": {"$exists": False},
+            }
+        )
+        return result.deleted_count == 1
+
+    @property
+    def collection(self) -> AsyncCollection[Document]:
+        return self._connections
+
+
+def _revocation(document: Document, actor: Actor, now: datetime) -> Document:
+    """The `$set` part that keeps a record's tokens for one purpose: revoking them."""
+    if not document.get("tokens"):
+        return {}
+    return {
+        "revocation": {
+            "tokens": document["tokens"],
+            "provider": document["provider"],
+            "actor": actor.model_dump(),
+            "attempts": 0,
+            "next_at": now,
+            "lease_until": None,
+        }
+    }

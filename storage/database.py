@@ -1,11 +1,13 @@
 """Opening the database: MONGODB_URI when set, otherwise the embedded server; indexes at start.
 
 `open_database` is an async context manager that yields a `Database` holding the client and one
-store per collection, and closes everything (the embedded server included) on exit.
+store per collection, and closes everything (the embedded server included) on exit. With the
+embedded server, `Database.store_lost()` and `wait_store_lost()` tell when it is gone for good.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -45,19 +47,45 @@ class Database:
     recipe_runs: RecipeRunStore
     leases: LeaseStore
     description: str
+    embedded: EmbeddedMongo | None = None
 
-    async def ping(self) -> bool:
-        """True when the server answers; used by the readiness probe."""
+    async def ping(self, timeout_s: float = 1.5) -> bool:
+        """True when the server answers within `timeout_s`; used by the readiness probe.
+
+        The bound keeps the probe within its 2 s budget when the server is stopped or hung
+        (server selection alone may wait serverSelectionTimeoutMS, 5 s).
+        """
         try:
-            await self.client.admin.command("ping")
-        except PyMongoError:
+            async with asyncio.timeout(timeout_s):
+                await self.client.admin.command("ping")
+        except (PyMongoError, TimeoutError):
             return False
         return True
+
+    def store_lost(self) -> str | None:
+        """Why the embedded server is gone for good, or None (always None with MONGODB_URI)."""
+        return self.embedded.lost if self.embedded is not None else None
+
+    async def wait_store_lost(self) -> str:
+        """Return the reason once the embedded server is gone for good; never with MONGODB_URI."""
+        if self.embedded is None:
+            await asyncio.Event().wait()
+        assert self.embedded is not None
+        return await self.embedded.wait_lost()
+
+
+# The client-side limit for finding the server, connecting and getting a pooled connection.
+OPERATION_TIMEOUT_MS = 3000
 
 
 def make_client(uri: str, **options: Any) -> AsyncMongoClient[Document]:
     """A client returning timezone-aware UTC datetimes, failing fast when unreachable."""
-    options.setdefault("serverSelectionTimeoutMS", 5000)
+    # Server selection, connecting and waiting for a pooled connection are bounded here. A
+    # socket timeout (socketTimeoutMS or timeoutMS) is not used: with PyMongo's async client on
+    # Python 3.11 it made event loops hang now and then at shutdown (seen in this test suite);
+    # a turn's whole budget is bounded by the bot instead (bots/bot.py, TURN_BUDGET_S).
+    for option in ("serverSelectionTimeoutMS", "connectTimeoutMS", "waitQueueTimeoutMS"):
+        options.setdefault(option, OPERATION_TIMEOUT_MS)
     return AsyncMongoClient(uri, tz_aware=True, tzinfo=UTC, **options)
 
 
@@ -90,6 +118,7 @@ async def open_database(
         StoreUnavailable: when no database can be reached or started.
     """
     async with AsyncExitStack() as stack:
+        embedded: EmbeddedMongo | None = None
         if mongodb_uri:
             uri = mongodb_uri
             description = messages.LOG_STORE_EXTERNAL % database_name
@@ -114,6 +143,7 @@ async def open_database(
             recipe_runs=RecipeRunStore(db["recipe_runs"]),
             leases=LeaseStore(db["leases"]),
             description=description,
+            embedded=embedded,
         )
         try:
             await ensure_indexes(database)

@@ -46,6 +46,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from storage.models import EncryptedTokens, Owner, ProviderAccount
+from storage.outbox import push
 
 Document = dict[str, Any]
 LIFETIME = timedelta(minutes=10)
@@ -309,21 +310,29 @@ class LoginStateStore:
         document = await self._states.find_one({"_id": ObjectId(login_id)})
         return LoginState.from_document(document) if document else None
 
-    async def void(self, login_id: str, *, reason: VoidReason) -> bool:
-        """End a sign-in that is still under way; True only for the call that ended it (that
-        caller revokes the grant the record held, if any)."""
-        result = await self._states.update_one(
-            {"_id": ObjectId(login_id), "step": {"$in": list(PENDING_STEPS)}},
-            {
-                "$set": {
-                    "step": Step.DISCARDED.value,
-                    "void_reason": reason.value,
-                    "voided_at": datetime.now(UTC),
-                },
-                "$unset": {"verifier": "", "tokens": ""},
+    async def void(
+        self, login_id: str, *, reason: VoidReason, event: Document | None = None
+    ) -> bool:
+        """End a sign-in that is still under way, with its audit event in the same update;
+        True only for the call that ended it (that caller revokes the grant it held)."""
+        update: Document = {
+            "$set": {
+                "step": Step.DISCARDED.value,
+                "void_reason": reason.value,
+                "voided_at": datetime.now(UTC),
             },
+            "$unset": {"verifier": "", "tokens": ""},
+        }
+        if event is not None:
+            update |= push(event)
+        result = await self._states.update_one(
+            {"_id": ObjectId(login_id), "step": {"$in": list(PENDING_STEPS)}}, update
         )
         return result.modified_count == 1
+
+    @property
+    def collection(self) -> AsyncCollection[Document]:
+        return self._states
 
     async def complete_parent(self, login_id: str) -> bool:
         """An operator accepted the account of a parent sign-in: done, tokens dropped here."""

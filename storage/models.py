@@ -19,6 +19,12 @@ class ConnectionKind(StrEnum):
 
     PARENT = "parent"
     RUNTIME = "runtime"
+    # A removed record kept only until its revocation and audit are finished; never shown,
+    # never used, and outside the one-runtime-connection-per-person index.
+    DELETED = "deleted"
+
+
+LIVE_KINDS = (ConnectionKind.PARENT.value, ConnectionKind.RUNTIME.value)
 
 
 class ConnectionStatus(StrEnum):

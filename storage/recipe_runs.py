@@ -3,10 +3,20 @@
 A run is keyed by the Teams activity that asked for it (a unique index), so a Teams retry of the
 same activity finds the existing run instead of acting twice. Secret arguments are never stored.
 
+A running run holds a lease (`lease_until`) and keeps its arguments sealed until it ends, and
+`action_sent_at` is set just before its action goes to the app. When a process dies mid-run,
+the lease runs out and the sweeper takes the run over (`claim_stranded`): it resumes a run whose
+action was never sent, exactly once, and ends one whose action may have been sent as
+`unknown`, telling the person once, never sending it again. A run's end and its audit event are
+one update (its outbox, see storage/outbox.py).
+
 Methods:
     ensure_indexes()
     start(...) -> str | None                (None: this activity already has a run)
-    finish(run_id, status=, acted_as=, result=) -> None
+    mark_sending(run_id)
+    finish(run_id, status=, acted_as=, result=, event=) -> bool
+    wait_for_sign_in(run_id, ...) / waiting_for(...) / claim_waiting(...) / expired_waiting(...)
+    stranded(now=) / claim_stranded(run_id, holder=, until=, now=)
     get(run_id) -> dict | None
     for_recipe(recipe) -> list[dict]
 """
@@ -22,9 +32,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from storage.models import Owner
+from storage.outbox import push
 
 Document = dict[str, Any]
 WAITING = "waiting_for_sign_in"
+RUNNING = "running"
 
 
 class RecipeRunStore:
@@ -56,6 +68,8 @@ class RecipeRunStore:
         inputs: dict[str, Any],
         conversation: dict[str, Any],
         verify_user_access: bool,
+        sealed_arguments: dict[str, Any] | None = None,
+        lease_until: datetime | None = None,
     ) -> str | None:
         document: Document = {
             "_id": ObjectId(),
@@ -65,18 +79,26 @@ class RecipeRunStore:
             "inputs": inputs,
             "conversation": conversation,
             "verify_user_access": verify_user_access,
-            "status": "running",
+            "status": RUNNING,
             "acted_as": None,
             "result": None,
             "started_at": datetime.now(UTC),
             "finished_at": None,
             "duration_ms": None,
+            "sealed_arguments": sealed_arguments,
+            "lease_until": lease_until,
         }
         try:
             await self._runs.insert_one(document)
         except DuplicateKeyError:
             return None
         return str(document["_id"])
+
+    async def mark_sending(self, run_id: str) -> None:
+        """The action is about to go to the app: from now on it may have been sent."""
+        await self._runs.update_one(
+            {"_id": ObjectId(run_id)}, {"$set": {"action_sent_at": datetime.now(UTC)}}
+        )
 
     async def finish(
         self,
@@ -85,24 +107,34 @@ class RecipeRunStore:
         status: str,
         acted_as: dict[str, Any] | None,
         result: dict[str, Any],
-    ) -> None:
+        event: Document | None = None,
+    ) -> bool:
+        """End a run (once): its outcome, its audit event, sealed arguments and lease dropped.
+
+        Returns:
+            False when the run had already ended (another process finished it).
+        """
         run = await self._runs.find_one({"_id": ObjectId(run_id)}, projection={"started_at": 1})
         now = datetime.now(UTC)
         duration = None
         if run is not None:
             duration = round((now - run["started_at"]).total_seconds() * 1000, 1)
-        await self._runs.update_one(
-            {"_id": ObjectId(run_id)},
-            {
-                "$set": {
-                    "status": status,
-                    "acted_as": acted_as,
-                    "result": result,
-                    "finished_at": now,
-                    "duration_ms": duration,
-                }
+        update: Document = {
+            "$set": {
+                "status": status,
+                "acted_as": acted_as,
+                "result": result,
+                "finished_at": now,
+                "duration_ms": duration,
             },
+            "$unset": {"sealed_arguments": "", "lease_until": "", "lease_holder": ""},
+        }
+        if event is not None:
+            update |= push(event)
+        changed = await self._runs.update_one(
+            {"_id": ObjectId(run_id), "finished_at": None}, update
         )
+        return changed.modified_count == 1
 
     async def wait_for_sign_in(
         self,
@@ -117,7 +149,7 @@ class RecipeRunStore:
         `sealed_arguments` is the encrypted form of every argument, secrets included, needed to
         resume; it is removed as soon as the run leaves this state."""
         await self._runs.update_one(
-            {"_id": ObjectId(run_id), "status": "running"},
+            {"_id": ObjectId(run_id), "status": RUNNING},
             {
                 "$set": {
                     "status": WAITING,
@@ -140,17 +172,38 @@ class RecipeRunStore:
         cursor = self._runs.find(query).sort([("started_at", ASCENDING), ("_id", ASCENDING)])
         return [document async for document in cursor]
 
-    async def claim_waiting(self, run_id: Any, *, to: str) -> Document | None:
+    async def claim_waiting(
+        self, run_id: Any, *, to: str, lease_until: datetime | None = None
+    ) -> Document | None:
         """Move one waiting run on (to "running" to resume it, or to an end state); only one
         caller in all processes gets the run. Returns it as it was, sealed arguments included."""
         run = await self._runs.find_one({"_id": run_id, "status": WAITING})
         if run is None:
             return None
-        result = await self._runs.update_one(
-            {"_id": run_id, "status": WAITING},
-            {"$set": {"status": to}, "$unset": {"sealed_arguments": ""}},
-        )
+        if to == RUNNING:
+            # Resumed: it keeps its sealed arguments, under a lease, until it ends.
+            change: Document = {"$set": {"status": to, "lease_until": lease_until}}
+        else:
+            change = {"$set": {"status": to}, "$unset": {"sealed_arguments": ""}}
+        result = await self._runs.update_one({"_id": run_id, "status": WAITING}, change)
         return run if result.modified_count == 1 else None
+
+    async def stranded(self, *, now: datetime) -> list[Document]:
+        """Runs whose process stopped mid-run: still running, lease run out."""
+        cursor = self._runs.find({"status": RUNNING, "lease_until": {"$lte": now}})
+        return [document async for document in cursor]
+
+    async def claim_stranded(
+        self, run_id: Any, *, holder: str, until: datetime, now: datetime
+    ) -> Document | None:
+        """Take over a stranded run (one process only); returns it, sealed arguments included."""
+        result = await self._runs.update_one(
+            {"_id": run_id, "status": RUNNING, "lease_until": {"$lte": now}},
+            {"$set": {"lease_until": until, "lease_holder": holder}},
+        )
+        if result.modified_count != 1:
+            return None
+        return await self._runs.find_one({"_id": run_id})
 
     async def expired_waiting(self, *, now: datetime) -> list[Document]:
         cursor = self._runs.find({"status": WAITING, "wait_expires_at": {"$lte": now}})
@@ -158,6 +211,10 @@ class RecipeRunStore:
 
     async def get(self, run_id: str) -> Document | None:
         return await self._runs.find_one({"_id": ObjectId(run_id)})
+
+    @property
+    def collection(self) -> AsyncCollection[Document]:
+        return self._runs
 
     async def for_recipe(self, recipe: str) -> list[Document]:
         cursor = self._runs.find({"recipe": recipe}).sort([("started_at", ASCENDING)])

@@ -19,6 +19,8 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
+from storage.outbox import push
+
 Document = dict[str, Any]
 
 
@@ -59,18 +61,24 @@ class RecipeSettingsStore:
             return default
         return bool(document["verify_user_access"])
 
-    async def set_verify_user_access(self, recipe: str, value: bool, *, changed_by: str) -> None:
-        await self._settings.update_one(
-            {"_id": recipe},
-            {
-                "$set": {
-                    "verify_user_access": value,
-                    "updated_at": datetime.now(UTC),
-                    "updated_by": changed_by,
-                }
-            },
-            upsert=True,
-        )
+    async def set_verify_user_access(
+        self, recipe: str, value: bool, *, changed_by: str, event: Document | None = None
+    ) -> None:
+        """Change the setting; `event`, its audit event, is written in the same update."""
+        update: Document = {
+            "$set": {
+                "verify_user_access": value,
+                "updated_at": datetime.now(UTC),
+                "updated_by": changed_by,
+            }
+        }
+        if event is not None:
+            update |= push(event)
+        await self._settings.update_one({"_id": recipe}, update, upsert=True)
+
+    @property
+    def collection(self) -> AsyncCollection[Document]:
+        return self._settings
 
     async def all(self) -> dict[str, bool]:
         return {

@@ -163,6 +163,9 @@ async def test_operator_deletes_revoke_and_audit(
     assert deleting.returncode == 0, out
     assert await bot.database.connections.get(parent.id) is None
     assert sandbox.stats().get("revoke", 0) == revocations + 2  # refresh, then access token
-    [event] = await bot.database.audit.for_connection(parent.id)
-    assert event.action == "connection.deleted" and event.actor.kind == "operator"
-    assert event.details == {"revocation": "revoked"}
+    events = await bot.database.audit.for_connection(parent.id)
+    assert [(e.action, e.actor.kind) for e in events] == [
+        ("connection.deleted", "operator"),
+        ("connection.revoked", "operator"),
+    ]
+    assert events[1].details == {"revocation": "revoked", "attempts": 1}

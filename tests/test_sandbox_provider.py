@@ -541,8 +541,16 @@ async def test_control_over_http_and_bad_controls(
             "fail_refresh_with": "invalid_grant",
             "fail_refresh_remaining": 1,
             "access_token_lifetime": 3600,
+            "hang_s": 0.0,
         }
-    for bad in ({"dwn": True}, {"down": "yes"}, {"access_token_lifetime": 0}, [1]):
+    for bad in (
+        {"dwn": True},
+        {"down": "yes"},
+        {"access_token_lifetime": 0},
+        {"hang_s": -1},
+        {"hang_s": True},
+        [1],
+    ):
         async with session.post(url, json=bad) as r:
             assert r.status == 400
     async with session.post(url, json={"reset": True}) as r:

@@ -14,9 +14,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from bson import ObjectId
 
 from cards import verbs
 from connections.service import ConnectionsService
+from connections.settle import REVOKE_ATTEMPTS, ConnectionSettler
 from oauth.client import OAuthRejected, exchange_code, new_code_verifier, refresh
 from oauth.providers import ProviderRegistry, load_registry
 from oauth.tokens import NeedsSignIn, TokenService, TokenUnavailable
@@ -231,12 +233,16 @@ async def test_disconnected_connection_gives_no_token(setup: Setup) -> None:
         await setup.service.access_token(setup.connection.id)
 
 
-def service_for(setup: Setup) -> ConnectionsService:
-    return ConnectionsService(
-        connections=setup.database.connections,
+def service_for(setup: Setup) -> tuple[ConnectionsService, ConnectionSettler]:
+    settler = ConnectionSettler(
+        store=setup.database.connections,
         audit=setup.database.audit,
-        revoke=setup.service.revoke,
+        revoke_grant=setup.service.revoke_grant,
     )
+    service = ConnectionsService(
+        connections=setup.database.connections, audit=setup.database.audit, settler=settler
+    )
+    return service, settler
 
 
 async def userinfo_status(setup: Setup, token: str) -> int:
@@ -249,38 +255,108 @@ async def userinfo_status(setup: Setup, token: str) -> int:
         return response.status
 
 
+async def actions_of(setup: Setup) -> list[tuple[str, dict[str, object]]]:
+    events = await setup.database.audit.for_connection(setup.connection.id)
+    return [(e.action, e.details) for e in events]
+
+
+async def assert_tombstone_is_bare(setup: Setup) -> None:
+    """A deleted connection is kept only as a tombstone with nothing left to do (no tokens, no
+    pending revocation or event), until Teams can no longer retry the Delete."""
+    raw = await setup.database.db["connections"].find_one({"_id": ObjectId(setup.connection.id)})
+    assert raw is not None and raw["kind"] == "deleted"
+    assert raw["tokens"] is None and "revocation" not in raw and not raw.get("outbox")
+
+
 async def test_disconnect_revokes_at_the_provider(setup: Setup) -> None:
-    """Disconnect revokes the tokens at the provider: they stop working there."""
+    """Disconnect answers at once with its audit event recorded; the tokens are then revoked at
+    the provider (they stop working there) and that is audited too."""
     token = await setup.service.access_token(setup.connection.id)
     assert await userinfo_status(setup, token) == 200
-    outcome = await service_for(setup).disconnect(owner(JANE), setup.connection.id)
+    service, settler = service_for(setup)
+    outcome = await service.disconnect(owner(JANE), setup.connection.id)
     assert outcome.result.value == "done"
+    assert next(a for a, _ in await actions_of(setup)) == "connection.disconnected"
+    await settler.close()  # the revocation ran after the answer
     assert setup.stat("revoke") == 2  # refresh token, then access token
     assert await userinfo_status(setup, token) == 401
-    [event] = await setup.database.audit.for_connection(setup.connection.id)
-    assert event.details == {"revocation": "revoked"}
+    assert await actions_of(setup) == [
+        ("connection.disconnected", {}),
+        ("connection.revoked", {"revocation": "revoked", "attempts": 1}),
+    ]
+    raw = await setup.database.db["connections"].find_one({"_id": ObjectId(setup.connection.id)})
+    assert raw is not None and "revocation" not in raw and not raw.get("outbox")
 
 
 async def test_delete_revokes_at_the_provider(setup: Setup) -> None:
-    """Delete revokes too."""
+    """Delete revokes too, and the record is gone once that is done."""
     token = await setup.service.access_token(setup.connection.id)
-    await service_for(setup).delete(owner(JANE), setup.connection.id)
+    service, settler = service_for(setup)
+    await service.delete(owner(JANE), setup.connection.id)
+    assert await setup.database.connections.get(setup.connection.id) is None  # at once
+    await settler.close()
     assert setup.stat("revoke") == 2
     assert await userinfo_status(setup, token) == 401
-    assert await setup.database.connections.get(setup.connection.id) is None
+    await assert_tombstone_is_bare(setup)
+    assert [a for a, _ in await actions_of(setup)] == ["connection.deleted", "connection.revoked"]
 
 
-async def test_failed_revocation_still_disconnects_and_is_audited(setup: Setup) -> None:
-    """Provider down during Disconnect: the connection is disconnected anyway, and the failed
-    revocation is in the audit log."""
+async def test_failed_revocation_is_retried_then_audited(setup: Setup) -> None:
+    """Provider down during Disconnect: the connection is disconnected at once; the revocation
+    is retried with pauses, by any process (a fresh settler stands for a restarted bot), and
+    after the last attempt the failure is audited once."""
+    token = await setup.service.access_token(setup.connection.id)
     setup.sandbox.control(down=True)
-    outcome = await service_for(setup).disconnect(owner(JANE), setup.connection.id)
+    service, settler = service_for(setup)
+    outcome = await service.disconnect(owner(JANE), setup.connection.id)
     assert outcome.result.value == "done"
     stored = await setup.database.connections.get(setup.connection.id)
     assert stored is not None and stored.status is ConnectionStatus.DISCONNECTED
     assert stored.tokens is None
-    actions = [e.action for e in await setup.database.audit.for_connection(setup.connection.id)]
-    assert actions == ["connection.revoke_failed", "connection.disconnected"]
+    await settler.close()
+    raw = await setup.database.db["connections"].find_one({"_id": ObjectId(setup.connection.id)})
+    assert raw is not None and raw["revocation"]["attempts"] == 1
+    assert raw["revocation"]["next_at"] > datetime.now(UTC)  # paused, not hammered
+    for attempt in range(2, REVOKE_ATTEMPTS + 1):
+        await setup.database.db["connections"].update_one(
+            {"_id": ObjectId(setup.connection.id)},
+            {"$set": {"revocation.next_at": datetime.now(UTC)}},
+        )
+        restarted, _ = service_for(setup)
+        assert restarted.settler is not None
+        await restarted.settler.sweep()
+        raw = await setup.database.db["connections"].find_one(
+            {"_id": ObjectId(setup.connection.id)}
+        )
+        assert raw is not None
+        if attempt < REVOKE_ATTEMPTS:
+            assert raw["revocation"]["attempts"] == attempt
+    assert "revocation" not in raw
+    assert await actions_of(setup) == [
+        ("connection.disconnected", {}),
+        ("connection.revoke_failed", {"revocation": "failed", "attempts": REVOKE_ATTEMPTS}),
+    ]
+    setup.sandbox.control(down=False)
+    assert await userinfo_status(setup, token) == 200  # what the audit warns about
+
+
+async def test_revocation_survives_a_restart(setup: Setup) -> None:
+    """A revocation pending when the bot stops (provider down) is finished by the next sweep
+    of another process once the provider is back."""
+    token = await setup.service.access_token(setup.connection.id)
+    setup.sandbox.control(down=True)
+    service, settler = service_for(setup)
+    await service.delete(owner(JANE), setup.connection.id)
+    await settler.close()
+    setup.sandbox.control(down=False)
+    await setup.database.db["connections"].update_one(
+        {"_id": ObjectId(setup.connection.id)}, {"$set": {"revocation.next_at": datetime.now(UTC)}}
+    )
+    _, next_process = service_for(setup)
+    await next_process.sweep()
+    assert await userinfo_status(setup, token) == 401
+    assert [a for a, _ in await actions_of(setup)] == ["connection.deleted", "connection.revoked"]
+    await assert_tombstone_is_bare(setup)
 
 
 async def test_needs_sign_in_shows_in_the_picklist(

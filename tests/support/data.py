@@ -18,11 +18,12 @@ def owner(person: Person) -> Owner:
     )
 
 
-async def parent(database: Database, provider: str) -> Connection:
+async def parent(database: Database, provider: str, *, tenant_id: str | None = None) -> Connection:
     return await database.connections.create_parent(
         provider=provider,
         owner=ADMIN,
         account=ProviderAccount(id=f"{provider}-admin", display_name=f"admin@{provider}.example"),
+        tenant_id=tenant_id,
     )
 
 
@@ -30,7 +31,7 @@ async def runtime(
     database: Database, person: Person, provider: str, account: str, *, parent_id: str | None = None
 ) -> Connection:
     if parent_id is None:
-        parent_id = (await parent(database, provider)).id
+        parent_id = (await parent(database, provider, tenant_id=person.tenant_id)).id
     return await database.connections.create_runtime(
         parent_id=parent_id,
         owner=owner(person),
