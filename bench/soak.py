@@ -1,0 +1,599 @@
+"""Soak: several real bot processes on one database under mixed load for a fixed time.
+
+    python -m bench.soak [--seconds 60] [--clients 16] [--processes 2] [--warmup 10]
+
+Starts, all on 127.0.0.1: the sandbox OAuth2 provider (a thread, as `sandbox.demo` does), the
+embedded MongoDB-wire store (or `MONGODB_URI` when set; a fresh database either way), a
+loopback Bot Framework connector that records every reply, and `--processes` real bot
+processes (`python app.py`, authentication off, sweeper every second) sharing that database.
+It stores a parent connection `sandbox_team` with real sandbox tokens (user omar) and, for
+each client, a person with a runtime sandbox connection holding real tokens.
+
+Then `--clients` closed-loop clients, each a different person, run for `--seconds`, sending
+each request to the next process in turn and repeating:
+  list (`personal_connections`) -> Disconnect (card action) -> recipe (`sandbox opportunity`,
+  setting off, so it acts as the parent) -> list -> Delete (confirmation card) -> Confirm ->
+  re-create the connection through the store (fresh sandbox tokens) -> recipe.
+
+Errors: a transport failure or a non-200 answer; an invoke answer that is not a card with the
+expected line ("Disconnected …", "Deleted …", the confirmation); a list that sent no card; any
+reply saying "something went wrong"; a recipe without its result card in the end; an audit
+log that does not hold exactly one `connection.disconnected` / `connection.deleted` event per
+"Disconnected …" / "Deleted …" answer (polled until equal, for the sweeper, within a deadline).
+RSS (VmRSS) of each bot process is sampled after the warm-up and at the end of the load.
+
+Prints per-kind requests, errors, p50/p95/p99, and RSS growth; exits 1 when there was any
+error or a process's RSS grew by 10% or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from cryptography.fernet import Fernet
+from pydantic import AliasChoices
+
+import messages
+from cards import verbs
+from settings import Settings
+from storage.crypto import TokenCipher
+from storage.database import Database, open_database
+from storage.embedded import MEMORY, EmbeddedMongo
+from storage.models import Owner, ProviderAccount
+from tests.support import activities
+from tests.support.activities import Person
+from tests.support.connector import ConnectorServer
+from tests.support.sandbox import (
+    CLIENT_SECRET,
+    SECRET_VARIABLE,
+    issue_tokens,
+    run_sandbox,
+    sandbox_for_bot,
+    write_apps_file,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+CARD = "application/vnd.microsoft.card.adaptive"
+RSS_LIMIT_PERCENT = 10.0
+RSS_SAMPLE_S = 5.0
+REQUEST_TIMEOUT_S = 15.0  # Teams' patience
+AUDIT_DEADLINE_S = 30.0
+RESULTS_DEADLINE_S = 30.0
+ADMIN = Owner(tenant_id="tenant-contoso", aad_object_id="aad-soak-admin", name="Soak Admin")
+PARENT_ACCOUNT = "omar@sandbox.example"
+RESULT_LINE = f"Created in Sandbox as {PARENT_ACCOUNT}"
+KINDS = ("list", "disconnect", "delete", "confirm_delete", "recipe", "recreate (store)")
+
+RECIPES = """
+[recipes.sandbox_opportunity]
+name = "Sandbox opportunity"
+phrase = "sandbox opportunity {name} {amount:number}"
+parent = "sandbox_team"
+verify_user_access = false
+description = "Create an opportunity in the sandbox app"
+[recipes.sandbox_opportunity.action]
+method = "POST"
+url = "{connection.api_base_url}/api/opportunities"
+body = { name = "{name}", amount = "{amount}" }
+[recipes.sandbox_opportunity.result]
+verb = "Created"
+fields = { Id = "id", "Created by" = "created_by.email" }
+"""
+
+
+def settings_variables() -> list[str]:
+    """Every environment variable the bot's settings read (so none leaks in from the shell)."""
+    names: list[str] = []
+    for name, spec in Settings.model_fields.items():
+        aliases = spec.validation_alias
+        names += [str(a) for a in aliases.choices] if isinstance(aliases, AliasChoices) else [name]
+    return names
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
+
+
+@dataclass
+class Tally:
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+    answered: Counter[tuple[str, str]] = field(default_factory=Counter)  # (action, connection)
+    # Presses that failed (already counted as errors): the change may still have been made.
+    unanswered: set[tuple[str, str]] = field(default_factory=set)
+    recipes_ok: int = 0
+
+    def error(self, kind: str, what: str) -> None:
+        self.errors[kind] += 1
+        self.examples.setdefault(f"{kind}: {what[:60]}", what[:400])
+
+
+@dataclass
+class Soak:
+    ports: list[int]
+    database: Database
+    connector: ConnectorServer
+    cipher: TokenCipher
+    apps_file: Path
+    redirect_uri: str
+    parent_id: str
+    sandbox_url: str
+    tally: Tally = field(default_factory=Tally)
+
+    async def new_connection(self, person: Person) -> str:
+        tokens = await issue_tokens(self.apps_file, self.redirect_uri, user="jane")
+        connection = await self.database.connections.create_runtime(
+            parent_id=self.parent_id,
+            owner=Owner(
+                tenant_id=person.tenant_id,
+                aad_object_id=person.aad_object_id,
+                teams_user_id=person.teams_id,
+                name=person.name,
+            ),
+            account=ProviderAccount(id=person.aad_object_id, display_name=account_of(person)),
+            tokens=self.cipher.seal(tokens.as_record()),
+            api_base_url=self.sandbox_url,
+        )
+        return connection.id
+
+
+def account_of(person: Person) -> str:
+    return f"{person.aad_object_id}@sandbox.example"
+
+
+def card_json(body: Any) -> str | None:
+    """The invoke answer's card as JSON text, or None when the answer is not a card."""
+    if not isinstance(body, dict) or body.get("statusCode") != 200 or body.get("type") != CARD:
+        return None
+    return json.dumps(body.get("value"), ensure_ascii=False)
+
+
+async def client(
+    soak: Soak, session: aiohttp.ClientSession, number: int, person: Person, until: float
+) -> None:
+    """One person, closed loop, until the monotonic time `until`."""
+    loop = asyncio.get_running_loop()
+    tally = soak.tally
+    url = soak.connector.service_url
+    conversation = person.personal_conversation
+    label = f"Sandbox ({account_of(person)})"
+    connection_id = await soak.new_connection(person)
+    sequence = number
+    opportunity = 0
+
+    async def post(kind: str, activity: dict[str, Any]) -> tuple[bool, Any, int]:
+        nonlocal sequence
+        port = soak.ports[sequence % len(soak.ports)]
+        sequence += 1
+        mark = len(soak.connector.sent)
+        began = loop.time()
+        try:
+            async with session.post(
+                f"http://{HOST}:{port}/api/messages", json=activity
+            ) as response:
+                text = await response.text()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            tally.error(kind, f"{type(error).__name__}: {error}")
+            return False, None, mark
+        tally.latencies_ms.setdefault(kind, []).append((loop.time() - began) * 1000)
+        if status != 200:
+            tally.error(kind, f"HTTP {status}: {text}")
+            return False, None, mark
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            body = None
+        return True, body, mark
+
+    def replies_since(mark: int) -> list[str]:
+        return [
+            json.dumps(sent.activity, ensure_ascii=False)
+            for sent in soak.connector.sent[mark:]
+            if sent.conversation_id == conversation
+        ]
+
+    async def recipe() -> None:
+        nonlocal opportunity
+        opportunity += 1
+        text = f'sandbox opportunity "Soak {number}-{opportunity}" {opportunity}'
+        ok, _, _ = await post("recipe", activities.message(person, url, text))
+        if ok:
+            tally.recipes_ok += 1
+
+    while loop.time() < until:
+        # list
+        ok, _, mark = await post("list", activities.message(person, url, "personal_connections"))
+        if ok and not any(
+            CARD in reply and account_of(person) in reply for reply in replies_since(mark)
+        ):
+            tally.error("list", f"no picklist with {label}: {replies_since(mark)}")
+        # Disconnect
+        data = {verbs.CONNECTION_INPUT: connection_id, verbs.PAGE_KEY: 0}
+        ok, body, _ = await post(
+            "disconnect", activities.card_action(person, url, verbs.DISCONNECT, data)
+        )
+        card = card_json(body)
+        if not ok or card is None or messages.DISCONNECTED.format(label=label) not in card:
+            tally.unanswered.add(("connection.disconnected", connection_id))
+        if ok and (card is None or messages.DISCONNECTED.format(label=label) not in card):
+            tally.error("disconnect", f"unexpected answer: {body}")
+        elif ok:
+            tally.answered["connection.disconnected", connection_id] += 1
+        await recipe()
+        if loop.time() >= until:
+            break
+        ok, _, mark = await post("list", activities.message(person, url, "connections"))
+        if ok and not any(
+            CARD in reply and account_of(person) in reply for reply in replies_since(mark)
+        ):
+            tally.error("list", f"no picklist with {label}: {replies_since(mark)}")
+        # Delete: the confirmation card, then its Confirm button.
+        ok, body, _ = await post("delete", activities.card_action(person, url, verbs.DELETE, data))
+        confirm = None
+        if ok and isinstance(body, dict) and card_json(body) is not None:
+            actions = body["value"].get("actions") or []
+            confirm = next((a for a in actions if a.get("verb") == verbs.CONFIRM_DELETE), None)
+        if ok and confirm is None:
+            tally.error("delete", f"no confirmation card: {body}")
+        if confirm is not None:
+            ok, body, _ = await post(
+                "confirm_delete",
+                activities.card_action(person, url, confirm["verb"], confirm.get("data")),
+            )
+            card = card_json(body)
+            if not ok or card is None or messages.DELETED.format(label=label) not in card:
+                tally.unanswered.add(("connection.deleted", connection_id))
+            if ok and (card is None or messages.DELETED.format(label=label) not in card):
+                tally.error("confirm_delete", f"unexpected answer: {body}")
+            elif ok:
+                tally.answered["connection.deleted", connection_id] += 1
+        # Re-create the person's connection through the store, when it is gone.
+        if await soak.database.connections.get(connection_id) is None:
+            began = loop.time()
+            try:
+                connection_id = await soak.new_connection(person)
+            except Exception as error:  # counted and shown; the soak goes on
+                tally.error("recreate (store)", f"{type(error).__name__}: {error}")
+                return
+            tally.latencies_ms.setdefault("recreate (store)", []).append(
+                (loop.time() - began) * 1000
+            )
+        await recipe()
+
+
+async def wait_ready(session: aiohttp.ClientSession, port: int, process: Any, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise RuntimeError(f"bot on {port} exited with {process.returncode}; see {log}")
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with session.get(
+                f"http://{HOST}:{port}/readyz", timeout=aiohttp.ClientTimeout(total=1)
+            ) as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.05)  # readiness probe interval
+    raise RuntimeError(f"bot on {port} did not become ready")
+
+
+async def audit_counts(database: Database) -> Counter[tuple[str, str]]:
+    found: Counter[tuple[str, str]] = Counter()
+    cursor = database.db["audit_events"].find(
+        {"action": {"$in": ["connection.disconnected", "connection.deleted"]}},
+        {"action": 1, "connection_id": 1},
+    )
+    async for event in cursor:
+        found[event["action"], str(event.get("connection_id"))] += 1
+    return found
+
+
+def result_cards(connector: ConnectorServer) -> int:
+    return sum(
+        1
+        for sent in connector.sent
+        if sent.card is not None and RESULT_LINE in json.dumps(sent.card, ensure_ascii=False)
+    )
+
+
+async def run(arguments: argparse.Namespace, workdir: Path) -> int:
+    n = arguments.processes
+    ports = [free_port() for _ in range(n)]
+    base_url = f"http://{HOST}:{ports[0]}"
+    redirect_uri = f"{base_url}/auth/callback"
+    external_uri = os.environ.get("MONGODB_URI") or None
+    name = f"soak_{uuid.uuid4().hex[:12]}"
+    key = Fernet.generate_key().decode()
+    os.environ[SECRET_VARIABLE] = CLIENT_SECRET
+    processes: list[asyncio.subprocess.Process] = []
+    async with contextlib.AsyncExitStack() as stack:
+        sandbox = stack.enter_context(run_sandbox(sandbox_for_bot(ports[0])))
+        uri = external_uri or await stack.enter_async_context(
+            EmbeddedMongo(command="secantusd-py", storage=MEMORY)
+        )
+        database = await stack.enter_async_context(
+            open_database(mongodb_uri=uri, database_name=name, data_dir=MEMORY)
+        )
+        stack.push_async_callback(database.client.drop_database, name)
+        connector = ConnectorServer()
+        await connector.start()
+        stack.push_async_callback(connector.close)
+        apps_file = write_apps_file(workdir / "apps.toml", sandbox, contact="Soak Admin")
+        recipes_file = workdir / "recipes.toml"
+        recipes_file.write_text(RECIPES)
+        cipher = TokenCipher([key])
+        parent_tokens = await issue_tokens(apps_file, redirect_uri, user="omar")
+        parent = await database.connections.create_parent(
+            provider="sandbox",
+            owner=ADMIN,
+            account=ProviderAccount(id="user-omar", display_name=PARENT_ACCOUNT),
+            tokens=cipher.seal(parent_tokens.as_record()),
+            api_base_url=sandbox.base_url,
+            name="sandbox_team",
+        )
+        base_env = {k: v for k, v in os.environ.items() if k not in set(settings_variables())}
+        base_env |= {
+            "MONGODB_URI": uri,
+            "DATABASE_NAME": name,
+            "APPS_FILE": str(apps_file),
+            "RECIPES_FILE": str(recipes_file),
+            "PUBLIC_BASE_URL": base_url,
+            "TOKEN_ENCRYPTION_KEYS": key,
+            SECRET_VARIABLE: CLIENT_SECRET,
+            "HOST": HOST,
+            "LOG_LEVEL": "WARNING",
+            "SIGNIN_SWEEP_SECONDS": "1",
+        }
+
+        async def stop_bots() -> None:
+            for process in processes:
+                if process.returncode is None:
+                    process.send_signal(signal.SIGINT)
+            for process in processes:
+                try:
+                    await asyncio.wait_for(process.wait(), 30)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+        stack.push_async_callback(stop_bots)
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                timeout=timeout, connector=aiohttp.TCPConnector(limit=arguments.clients * 2)
+            )
+        )
+        logs = []
+        for index, port in enumerate(ports):
+            log = workdir / f"bot-{index}.log"
+            logs.append(log)
+            data_dir = workdir / f"data-{index}"
+            with log.open("wb") as out:
+                processes.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        str(REPO / "app.py"),
+                        env={**base_env, "PORT": str(port), "DATA_DIR": str(data_dir)},
+                        cwd=workdir,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=out,
+                    )
+                )
+            await wait_ready(session, port, processes[-1], log)
+
+        soak = Soak(
+            ports,
+            database,
+            connector,
+            cipher,
+            apps_file,
+            redirect_uri,
+            parent_id=parent.id,
+            sandbox_url=sandbox.base_url,
+        )
+        store = "MONGODB_URI" if external_uri else "embedded secantusd-py (memory)"
+        print(
+            f"bench.soak: {arguments.clients} clients, {n} bot processes on one database "
+            f"({store}), {arguments.seconds:g} s ({arguments.warmup:g} s warm-up)",
+            flush=True,
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        until = started + arguments.seconds
+        people = [
+            Person(f"29:soak-{i}", f"aad-soak-{i}", f"Soak Person {i}")
+            for i in range(arguments.clients)
+        ]
+        load = asyncio.gather(*(client(soak, session, i, p, until) for i, p in enumerate(people)))
+        series: list[list[int]] = []
+
+        async def sample_rss() -> None:
+            while True:
+                series.append([rss_kib(p.pid) for p in processes])
+                await asyncio.sleep(RSS_SAMPLE_S)
+
+        sampler = asyncio.create_task(sample_rss())
+        await asyncio.sleep(arguments.warmup)
+        rss_before = [rss_kib(p.pid) for p in processes]
+        await load
+        rss_after = [rss_kib(p.pid) for p in processes]
+        sampler.cancel()
+        for index in range(n):
+            trace = " ".join(f"{sample[index] / 1024:.0f}" for sample in series)
+            print(f"bot process {index} RSS every {RSS_SAMPLE_S:g} s (MiB): {trace}")
+        elapsed = loop.time() - started
+        tally = soak.tally
+
+        # Every recipe that was answered posts its result card (some after "Working on …").
+        deadline = loop.time() + RESULTS_DEADLINE_S
+        while result_cards(connector) < tally.recipes_ok and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)  # polling the recorded replies
+        results = result_cards(connector)
+        if results != tally.recipes_ok:
+            tally.error("recipe", f"{results} result cards for {tally.recipes_ok} recipe runs")
+        failed = [
+            sent.activity
+            for sent in connector.sent
+            if "something went wrong" in json.dumps(sent.activity, ensure_ascii=False).lower()
+        ]
+        for activity in failed:
+            tally.error("replies", f"something went wrong: {activity.get('text')}")
+
+        # The audit log: exactly one event per successful Disconnect / Delete. A press whose
+        # answer failed (an error already) may or may not have made its change: its event, if
+        # any, is left out of the comparison, but never more than one.
+        expected = tally.answered
+
+        def audited(found: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
+            return Counter({k: v for k, v in found.items() if k not in tally.unanswered or v > 1})
+
+        deadline = loop.time() + AUDIT_DEADLINE_S
+        found = await audit_counts(database)
+        while audited(found) != expected and loop.time() < deadline:
+            await asyncio.sleep(0.2)  # polling the audit log while the sweeper moves events
+            found = await audit_counts(database)
+        audit_ok = audited(found) == expected
+        if not audit_ok:
+            missing = expected - audited(found)
+            extra = audited(found) - expected
+            tally.error(
+                "audit",
+                f"missing {sum(missing.values())} events ({list(missing)[:3]}), "
+                f"{sum(extra.values())} extra ({list(extra)[:3]})",
+            )
+        for index, process in enumerate(processes):
+            if process.returncode is not None:
+                tally.error("processes", f"bot {index} exited with {process.returncode}")
+
+        return report(arguments, tally, elapsed, rss_before, rss_after, found, audit_ok, logs)
+    return 2  # unreachable: the block returns
+
+
+def report(
+    arguments: argparse.Namespace,
+    tally: Tally,
+    elapsed: float,
+    rss_before: list[int],
+    rss_after: list[int],
+    audit: Counter[tuple[str, str]],
+    audit_ok: bool,
+    logs: list[Path],
+) -> int:
+    print()
+    print(f"{'kind':<18}{'requests':>9}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    total = 0
+    for kind in KINDS:
+        values = tally.latencies_ms.get(kind, [])
+        total += len(values) if kind != "recreate (store)" else 0
+        print(
+            f"{kind:<18}{len(values):>9}{tally.errors.get(kind, 0):>8}"
+            f"{percentile(values, 0.50):>9.1f}{percentile(values, 0.95):>9.1f}"
+            f"{percentile(values, 0.99):>9.1f}"
+        )
+    everything = [v for k, vs in tally.latencies_ms.items() if k != "recreate (store)" for v in vs]
+    errors = sum(tally.errors.values())
+    print(
+        f"{'all bot requests':<18}{total:>9}{errors:>8}{percentile(everything, 0.50):>9.1f}"
+        f"{percentile(everything, 0.95):>9.1f}{percentile(everything, 0.99):>9.1f}"
+    )
+    print(f"\n{total} bot requests in {elapsed:.1f} s ({total / elapsed:.1f}/s), {errors} errors")
+    if tally.errors:
+        print(f"errors by kind: {dict(tally.errors)}")
+        for example in list(tally.examples.values())[:10]:
+            print(f"  e.g. {example}")
+    disconnected = sum(v for (a, _), v in tally.answered.items() if a == "connection.disconnected")
+    deleted = sum(v for (a, _), v in tally.answered.items() if a == "connection.deleted")
+    print(
+        f"audit log: {disconnected} Disconnected / {deleted} Deleted answers; "
+        f"{sum(v for (a, _), v in audit.items() if a == 'connection.disconnected')} "
+        f"connection.disconnected / "
+        f"{sum(v for (a, _), v in audit.items() if a == 'connection.deleted')} "
+        f"connection.deleted events: {'complete, one each' if audit_ok else 'MISMATCH'}"
+    )
+    growth = []
+    for index, (before, after) in enumerate(zip(rss_before, rss_after, strict=True)):
+        percent = 100 * (after - before) / before
+        growth.append(percent)
+        print(
+            f"bot process {index}: RSS {before / 1024:.1f} MiB after warm-up -> "
+            f"{after / 1024:.1f} MiB at the end ({percent:+.1f}%)"
+        )
+    worst = max(growth)
+    print(f"RSS growth: {worst:+.1f}% (largest of {len(growth)}; limit {RSS_LIMIT_PERCENT:g}%)")
+    failed = errors > 0 or worst >= RSS_LIMIT_PERCENT
+    if failed:
+        for log in logs:
+            tail = log.read_text(errors="replace")[-3000:]
+            if tail.strip():
+                print(f"\n--- tail of {log.name} ---\n{tail}")
+    print("FAIL" if failed else "PASS")
+    return 1 if failed else 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients (people)")
+    parser.add_argument("--processes", type=int, default=2, help="bot processes on one database")
+    parser.add_argument(
+        "--warmup", type=float, default=None, help="seconds before the first RSS sample"
+    )
+    arguments = parser.parse_args(argv)
+    if arguments.warmup is None:
+        arguments.warmup = min(10.0, arguments.seconds / 6)
+    if (
+        arguments.seconds <= 0
+        or arguments.clients < 1
+        or arguments.processes < 1
+        or not 0 <= arguments.warmup < arguments.seconds
+    ):
+        parser.error("--seconds > 0, --clients >= 1, --processes >= 1, 0 <= --warmup < --seconds")
+    # The sandbox runs in this process: no access log line per request on the terminal.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as workdir:
+        status = asyncio.run(run(arguments, Path(workdir)))
+    print(f"run time {time.monotonic() - began:.1f} s (start-up, load, checks and shutdown)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
