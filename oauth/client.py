@@ -8,6 +8,8 @@ Messages never contain codes or tokens.
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +18,7 @@ from typing import Any
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from httpx2 import HTTPError, HTTPStatusError
+from httpx2 import HTTPError, HTTPStatusError, create_ssl_context
 
 from oauth.providers import Provider
 from storage.models import ProviderAccount
@@ -62,8 +64,16 @@ def new_code_verifier() -> str:
     return generate_token(64)
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every provider call: building one per client reloads the CA bundle
+    each time, which costs native memory on every sign-in, refresh and revocation."""
+    return create_ssl_context()
+
+
 def _client(provider: Provider, redirect_uri: str | None = None) -> AsyncOAuth2Client:
     return AsyncOAuth2Client(
+        verify=_tls(),
         client_id=provider.client_id,
         client_secret=provider.client_secret,
         token_endpoint_auth_method=provider.client_auth_method,
