@@ -179,4 +179,4 @@ async def on_turn_error(context: TurnContext, error: Exception) -> None:
         try:
             await context.send_activity(messages.TURN_FAILED)
         except Exception:  # the reply path itself may be what failed
-            log.warning("Could not tell the person about the failed turn", exc_info=True)
+            log.warning(messages.LOG_COULD_NOT_TELL, exc_info=True)

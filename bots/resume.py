@@ -87,7 +87,7 @@ class RunResumer:
             try:
                 await job()
             except Exception:  # one failed job must not stop the others
-                log.exception("A sweep job failed")
+                log.exception(messages.LOG_SWEEP_JOB_FAILED)
         ended = 0
         for waiting in await self.runner.runs.expired_waiting(now=now):
             run = await self.runner.runs.claim_waiting(waiting["_id"], to="expired")
@@ -135,7 +135,7 @@ class RunResumer:
             try:
                 await self.sweep_once(lease_for=timedelta(seconds=interval_s * 0.9))
             except Exception:  # one failed round must not stop the sweeper
-                log.exception("The sign-in expiry sweep failed")
+                log.exception(messages.LOG_SWEEP_FAILED)
             await asyncio.sleep(interval_s)
 
     def _name(self, run: dict[str, Any]) -> str:

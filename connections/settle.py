@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,14 +21,13 @@ from typing import Any
 from bson import ObjectId
 
 import messages
+from oauth.tokens import GrantRevoker
 from storage.audit import CONNECTION_REVOKE_FAILED, CONNECTION_REVOKED, AuditLog
 from storage.connections import ConnectionStore
 from storage.models import Actor, EncryptedTokens
 from storage.outbox import drain
 
 log = logging.getLogger(__name__)
-
-GrantRevoker = Callable[[str, EncryptedTokens], Awaitable[str]]
 
 REVOKE_ATTEMPTS = 5
 REVOKE_ATTEMPT_TIMEOUT_S = 10.0

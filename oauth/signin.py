@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -39,6 +38,7 @@ from oauth.client import (
     new_code_verifier,
 )
 from oauth.providers import Provider, ProviderRegistry
+from oauth.tokens import GrantRevoker
 from storage.audit import SIGNIN_VOIDED, AuditLog
 from storage.connections import ConnectionStore, serves
 from storage.crypto import TokenCipher
@@ -49,7 +49,6 @@ from storage.outbox import drain
 
 log = logging.getLogger(__name__)
 
-GrantRevoker = Callable[[str, EncryptedTokens], Awaitable[str]]
 CODE_DIGITS = 6
 CANCELLED_BY_USER = "CancelledByUser"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -44,6 +45,10 @@ class NeedsSignIn(Exception):
 
 class TokenUnavailable(Exception):
     """No valid token right now (provider unreachable or busy); the connection is unchanged."""
+
+
+# Revokes a grant (sealed tokens of an app) at its provider and says how that went.
+GrantRevoker = Callable[[str, EncryptedTokens], Awaitable[str]]
 
 
 class RevokeResult(StrEnum):
@@ -176,10 +181,6 @@ class TokenService:
             await revoke(provider, token=tokens.refresh_token, hint="refresh_token")
         except ProviderUnavailable:
             log.warning(messages.LOG_REVOKE_FAILED, connection.provider)
-
-    async def revoke(self, connection: Connection) -> RevokeResult:
-        """Revoke a connection's tokens at its provider (before or after the local change)."""
-        return await self.revoke_grant(connection.provider, connection.tokens)
 
     async def revoke_grant(self, app_key: str, sealed: EncryptedTokens | None) -> RevokeResult:
         """Revoke sealed tokens of app `app_key` at its provider (a connection's, or the grant
