@@ -46,7 +46,6 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from storage.models import EncryptedTokens, Owner, ProviderAccount
-from storage.outbox import push
 
 Document = dict[str, Any]
 LIFETIME = timedelta(minutes=10)
@@ -310,23 +309,19 @@ class LoginStateStore:
         document = await self._states.find_one({"_id": ObjectId(login_id)})
         return LoginState.from_document(document) if document else None
 
-    async def void(
-        self, login_id: str, *, reason: VoidReason, event: Document | None = None
-    ) -> bool:
-        """End a sign-in that is still under way, with its audit event in the same update;
-        True only for the call that ended it (that caller revokes the grant it held)."""
-        update: Document = {
-            "$set": {
-                "step": Step.DISCARDED.value,
-                "void_reason": reason.value,
-                "voided_at": datetime.now(UTC),
-            },
-            "$unset": {"verifier": "", "tokens": ""},
-        }
-        if event is not None:
-            update |= push(event)
+    async def void(self, login_id: str, *, reason: VoidReason) -> bool:
+        """End a sign-in that is still under way; True only for the call that ended it (that
+        caller revokes the grant it held)."""
         result = await self._states.update_one(
-            {"_id": ObjectId(login_id), "step": {"$in": list(PENDING_STEPS)}}, update
+            {"_id": ObjectId(login_id), "step": {"$in": list(PENDING_STEPS)}},
+            {
+                "$set": {
+                    "step": Step.DISCARDED.value,
+                    "void_reason": reason.value,
+                    "voided_at": datetime.now(UTC),
+                },
+                "$unset": {"verifier": "", "tokens": ""},
+            },
         )
         return result.modified_count == 1
 
