@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from botbuilder.integration.aiohttp import CloudAdapter
 
+import background
 import messages
 from bots.auth import TeamsBotAuthentication
 from bots.bot import RuntimeConnectionsBot, on_turn_error
@@ -147,8 +148,7 @@ async def _exit_when_store_is_lost(database: Database) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        await background.stop(watcher)
 
 
 async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -211,7 +211,7 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             bot_app_id=settings.app_id or "",
             leases=database.leases,
             also_sweep=(
-                signin.revoke_expired_grants,
+                signin.sweep,
                 settler.sweep,
                 functools.partial(
                     drain_all,
@@ -245,10 +245,10 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             if sweeper is not None:
-                sweeper.cancel()
-                await asyncio.gather(sweeper, return_exceptions=True)
+                await background.stop(sweeper)
             await recipe_handlers.close()
             await settler.close()
+            await signin.close()
 
 
 async def _post_messages(request: web.Request) -> web.StreamResponse:

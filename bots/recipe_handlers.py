@@ -15,13 +15,14 @@ from typing import Any
 
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
 
+import background
 import messages
 from bots.router import Router
 from bots.signin_handlers import LoginCards
 from bots.turn import Turn
 from recipes.definitions import RecipeBook
 from recipes.matching import Match, MatchProblem, match
-from recipes.runner import Outcome, RecipeRunner, RunRequest, RunResult
+from recipes.runner import Outcome, RecipeRunner, RunLeftToSweeper, RunRequest, RunResult
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class RecipeHandlers:
         )
         task = asyncio.create_task(self.runner.run(request))
         done, _ = await asyncio.wait({task}, timeout=self.acknowledge_after_s)
-        if done:
+        if done and not isinstance(task.exception(), RunLeftToSweeper):
             await self._answer(turn.context, task.result())
             return
         await turn.send_text(messages.RECIPE_WORKING.format(recipe=found.recipe.name))
@@ -74,14 +75,20 @@ class RecipeHandlers:
         owner = turn.owner
 
         async def post_later() -> None:
-            result = await task
+            try:
+                result = await task
+            except RunLeftToSweeper:
+                return  # the sweeper ends the run and tells the person, once
 
             async def answer(context: TurnContext) -> None:
                 # The proactive turn has no sender; the Login card needs to know who asked.
                 context.activity.from_property = activity.from_property
                 await self._answer(context, result, owner=owner)
 
-            await adapter.continue_conversation(reference, answer, self.bot_app_id)
+            try:
+                await adapter.continue_conversation(reference, answer, self.bot_app_id)
+            except Exception:  # the result is recorded; only telling the person failed
+                log.exception(messages.LOG_COULD_NOT_TELL)
 
         later = asyncio.create_task(post_later())
         self._background.add(later)
@@ -103,6 +110,4 @@ class RecipeHandlers:
             )
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await background.stop(*self._background)

@@ -74,17 +74,16 @@ class Database:
         return await self.embedded.wait_lost()
 
 
-# The client-side limit for finding the server, connecting and getting a pooled connection.
+# The client-side limit of every operation (PyMongo `timeoutMS`: server selection, connecting,
+# a pooled connection, and the operation itself with its retries), well inside a turn's budget.
 OPERATION_TIMEOUT_MS = 3000
 
 
 def make_client(uri: str, **options: Any) -> AsyncMongoClient[Document]:
-    """A client returning timezone-aware UTC datetimes, failing fast when unreachable."""
-    # Server selection, connecting and waiting for a pooled connection are bounded here. A
-    # socket timeout (socketTimeoutMS or timeoutMS) is not used: with PyMongo's async client on
-    # Python 3.11 it made event loops hang now and then at shutdown (seen in this test suite);
-    # a turn's whole budget is bounded by the bot instead (bots/bot.py, TURN_BUDGET_S).
-    for option in ("serverSelectionTimeoutMS", "connectTimeoutMS", "waitQueueTimeoutMS"):
+    """A client returning timezone-aware UTC datetimes, every operation bounded in time."""
+    # With `timeoutMS`, PyMongo waits with `asyncio.wait_for`, which on Python 3.11 can lose a
+    # cancellation: background loops are therefore stopped with `background.stop`.
+    for option in ("timeoutMS", "serverSelectionTimeoutMS", "connectTimeoutMS"):
         options.setdefault(option, OPERATION_TIMEOUT_MS)
     return AsyncMongoClient(uri, tz_aware=True, tzinfo=UTC, **options)
 

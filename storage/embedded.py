@@ -54,6 +54,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
+import background
 import messages
 
 log = logging.getLogger(__name__)
@@ -448,9 +449,7 @@ class EmbeddedMongo:
     async def _stop(self) -> None:
         self._stopping = True
         supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None:
-            supervisor.cancel()
-            await asyncio.gather(supervisor, return_exceptions=True)
+        await background.stop(supervisor)
         if self._recorded:
             with contextlib.suppress(OSError):
                 (Path(self._storage) / RUNNING_FILE).unlink()
