@@ -138,6 +138,7 @@ async def authorize(
     if answer.strip().lower() not in ("y", "yes"):
         # Someone else's account (a forwarded URL?): its grant is revoked, not just dropped.
         await signin.void(login, VoidReason.REJECTED)
+        await signin.close()  # the revocation runs now, not after this command has ended
         print("Not stored.", file=out)
         return 1
     existing = await database.connections.find_parent(parent_name, tenant_id=tenant)

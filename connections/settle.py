@@ -13,34 +13,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 
 import messages
+from oauth.revocations import ATTEMPT_TIMEOUT_S, ATTEMPTS, Revocations, succeeded
 from oauth.tokens import GrantRevoker
 from storage.audit import CONNECTION_REVOKE_FAILED, CONNECTION_REVOKED, AuditLog
 from storage.connections import ConnectionStore
-from storage.models import Actor, EncryptedTokens
+from storage.models import Actor
 from storage.outbox import drain
 
 log = logging.getLogger(__name__)
 
-REVOKE_ATTEMPTS = 5
-REVOKE_ATTEMPT_TIMEOUT_S = 10.0
-FIRST_PAUSE = timedelta(seconds=10)
-LEASE = timedelta(seconds=30)
-# Results after which there is nothing left to try: done, and failed for good.
-_SETTLED = ("revoked", "not_supported", "nothing_to_revoke")
-_HOPELESS = ("impossible",)
+REVOKE_ATTEMPTS = ATTEMPTS
 
 
-def pause_after(attempts: int) -> timedelta:
-    """The wait before the next attempt: 10 s, 40 s, 160 s, 640 s."""
-    return FIRST_PAUSE * (4 ** max(attempts - 1, 0))
+def revocation_event(document: dict[str, Any], result: str, attempts: int) -> dict[str, Any]:
+    """The audit event that ends a connection's revocation."""
+    revocation = document["revocation"]
+    event = AuditLog.event(
+        actor=Actor.model_validate(revocation.get("actor") or {"kind": "operator"}),
+        action=CONNECTION_REVOKED if succeeded(result) else CONNECTION_REVOKE_FAILED,
+        details={"revocation": result, "attempts": attempts},
+    )
+    return event | {
+        "connection_id": document["_id"],
+        "provider": document.get("provider"),
+        "account": (document.get("account") or {}).get("display_name"),
+    }
 
 
 @dataclass
@@ -48,8 +52,10 @@ class ConnectionSettler:
     store: ConnectionStore
     audit: AuditLog
     revoke_grant: GrantRevoker | None
-    holder: str = field(default_factory=lambda: uuid.uuid4().hex)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.revocations = Revocations(self.revoke_grant)
 
     async def record_events(self, connection_id: str) -> None:
         """Move the record's pending events into the audit log now (best effort: the sweep
@@ -68,7 +74,9 @@ class ConnectionSettler:
     async def settle(self, connection_id: ObjectId) -> None:
         """Everything left for one record: a due revocation, its events, a tombstone."""
         try:
-            await self._revoke_if_due(connection_id)
+            await self.revocations.attempt_due(
+                self.store.collection, connection_id, revocation_event
+            )
             await drain(self.store.collection, connection_id, self.audit)
             await self.store.purge_tombstone(connection_id)
         except Exception:  # one record must not stop the others; the sweep retries it
@@ -84,46 +92,4 @@ class ConnectionSettler:
     async def close(self) -> None:
         """Let background settling finish (bounded) at shutdown; the sweep covers the rest."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=REVOKE_ATTEMPT_TIMEOUT_S)
-
-    async def _revoke_if_due(self, connection_id: ObjectId) -> None:
-        now = datetime.now(UTC)
-        document = await self.store.take_revocation(
-            connection_id, holder=self.holder, until=now + LEASE, now=now
-        )
-        if document is None:
-            return
-        revocation: dict[str, Any] = document["revocation"]
-        result = await self._attempt(revocation)
-        attempts = int(revocation.get("attempts", 0)) + 1
-        if result in _SETTLED or result in _HOPELESS or attempts >= REVOKE_ATTEMPTS:
-            action = CONNECTION_REVOKED if result in _SETTLED else CONNECTION_REVOKE_FAILED
-            event = AuditLog.event(
-                actor=Actor.model_validate(revocation.get("actor") or {"kind": "operator"}),
-                action=action,
-                details={"revocation": result, "attempts": attempts},
-            )
-            event |= {
-                "connection_id": connection_id,
-                "provider": document.get("provider"),
-                "account": (document.get("account") or {}).get("display_name"),
-            }
-            await self.store.finish_revocation(connection_id, holder=self.holder, event=event)
-            return
-        log.info(messages.LOG_REVOKE_RETRY, revocation.get("provider"), attempts)
-        await self.store.postpone_revocation(
-            connection_id, holder=self.holder, next_at=datetime.now(UTC) + pause_after(attempts)
-        )
-
-    async def _attempt(self, revocation: dict[str, Any]) -> str:
-        if self.revoke_grant is None:
-            return "failed"
-        try:
-            async with asyncio.timeout(REVOKE_ATTEMPT_TIMEOUT_S):
-                return str(
-                    await self.revoke_grant(
-                        str(revocation["provider"]), EncryptedTokens(**revocation["tokens"])
-                    )
-                )
-        except TimeoutError:
-            return "failed"
+            await asyncio.wait(set(self._tasks), timeout=ATTEMPT_TIMEOUT_S)

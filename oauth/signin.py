@@ -14,11 +14,12 @@ the person's own.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -38,12 +39,13 @@ from oauth.client import (
     new_code_verifier,
 )
 from oauth.providers import Provider, ProviderRegistry
+from oauth.revocations import ATTEMPT_TIMEOUT_S, Revocations
 from oauth.tokens import GrantRevoker
-from storage.audit import SIGNIN_VOIDED, AuditLog
+from storage.audit import AuditLog
 from storage.connections import ConnectionStore, serves
 from storage.crypto import TokenCipher
 from storage.database import Database
-from storage.login_states import LoginState, LoginStateStore, Step, VoidReason
+from storage.login_states import LoginState, LoginStateStore, Step, VoidReason, void_event
 from storage.models import Actor, Connection, EncryptedTokens, Owner
 from storage.outbox import drain
 
@@ -143,6 +145,11 @@ class SignInService:
     public_base_url: str
     # Revokes a grant (sealed tokens of an app) at its provider; see oauth.tokens.
     revoke_grant: GrantRevoker | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, compare=False, repr=False)
+
+    @property
+    def revocations(self) -> Revocations:
+        return Revocations(self.revoke_grant)
 
     @classmethod
     def over(
@@ -378,36 +385,43 @@ class SignInService:
         return ended
 
     async def void(self, login: LoginState, reason: VoidReason) -> bool:
-        """End a pending sign-in; the call that ended it revokes the grant it held (if any) at
-        the provider and audits that. True when this call ended it."""
-        if not await self.login_states.void(login.id, reason=reason):
+        """End a pending sign-in; True when this call ended it. A grant it held is revoked at
+        the provider after the answer (recorded first, so a crash only delays it), and the
+        revocation's end records `signin.voided`."""
+        if not await self.login_states.void(login, reason=reason):
             return False
-        if login.tokens is None and reason is not VoidReason.WRONG_CODE:
-            return True
-        revocation = await self._revoke(login.provider, login.tokens)
-        actor = (
-            Actor.operator(login.owner.name)
-            if login.purpose == "parent"
-            else Actor.person(login.owner)
-        )
-        await self.audit.record(
-            actor=actor,
-            action=SIGNIN_VOIDED,
-            details={
-                "reason": reason.value,
-                "app": login.provider,
-                "login_id": login.id,
-                "revocation": revocation,
-            },
-        )
+        self._settle_later(login.id)
         return True
 
-    async def revoke_expired_grants(self, *, now: datetime | None = None) -> int:
-        """Void expired sign-ins that still hold a grant, revoking it; returns how many."""
-        ended = 0
-        for login in await self.login_states.expired_with_grants(now=now or datetime.now(UTC)):
-            ended += await self.void(login, VoidReason.EXPIRED)
-        return ended
+    async def sweep(self, *, now: datetime | None = None) -> int:
+        """Void expired sign-ins that still hold a grant, and attempt every revocation that is
+        due; returns how many sign-ins were looked at."""
+        moment = now or datetime.now(UTC)
+        expired = await self.login_states.expired_with_grants(now=moment)
+        for login in expired:
+            await self.login_states.void(login, reason=VoidReason.EXPIRED)
+        due = await self.login_states.with_revocation_due(now=moment)
+        for login_id in due:
+            await self._settle(login_id)
+        return len(expired) + len(due)
+
+    async def close(self) -> None:
+        """Let background revocations finish (bounded) at shutdown; the sweep covers the rest."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=ATTEMPT_TIMEOUT_S)
+
+    def _settle_later(self, login_id: str) -> None:
+        task = asyncio.create_task(self._settle(ObjectId(login_id)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, login_id: ObjectId) -> None:
+        collection = self.login_states.collection
+        try:
+            await self.revocations.attempt_due(collection, login_id, void_event)
+            await drain(collection, login_id, self.audit)
+        except Exception:  # the void itself is safe; the sweep finishes it
+            log.warning(messages.LOG_SETTLE_DEFERRED, exc_info=True)
 
     async def _revoke(self, app_key: str, sealed: EncryptedTokens | None) -> str:
         if sealed is None:

@@ -27,7 +27,7 @@ Methods:
     delete(connection_id, kind=, actor=) -> Connection | None   (operators)
     was_deleted_for_owner(connection_id=, owner=) -> bool
     needing_settlement(now=) -> list[ObjectId]
-    take_revocation / finish_revocation / postpone_revocation / purge_tombstone
+    purge_tombstone (revocations themselves: storage/revocations.py)
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from storage import revocations
 from storage.audit import (
     CONNECTION_ACCOUNT_CHANGED,
     CONNECTION_CREATED,
@@ -60,6 +61,7 @@ from storage.models import (
     ProviderAccount,
 )
 from storage.outbox import OUTBOX, push
+from storage.revocations import REVOCATION
 
 Document = dict[str, Any]
 
@@ -642,7 +644,7 @@ class ConnectionStore:
             {
                 "$or": [
                     {f"{OUTBOX}.0": {"$exists": True}},
-                    {"revocation.next_at": {"$lte": now}},
+                    revocations.due_filter(now),
                     {
                         "kind": ConnectionKind.DELETED.value,
                         "deleted_at": {"$lte": now - TOMBSTONE_KEPT},
@@ -653,48 +655,6 @@ class ConnectionStore:
         ).limit(limit)
         return [document["_id"] async for document in cursor]
 
-    async def take_revocation(
-        self, connection_id: ObjectId, *, holder: str, until: datetime, now: datetime
-    ) -> Document | None:
-        """Take a due revocation for one attempt (one process at a time); returns it."""
-        result = await self._connections.update_one(
-            {
-                "_id": connection_id,
-                "revocation.next_at": {"$lte": now},
-                "$or": [
-                    {"revocation.lease_until": None},
-                    {"revocation.lease_until": {"$lte": now}},
-                ],
-            },
-            {"$set": {"revocation.lease_until": until, "revocation.holder": holder}},
-        )
-        if result.modified_count != 1:
-            return None
-        document = await self._connections.find_one({"_id": connection_id})
-        return document if document is not None and document.get("revocation") else None
-
-    async def finish_revocation(
-        self, connection_id: ObjectId, *, holder: str, event: Document
-    ) -> bool:
-        """The revocation is over (done, or given up): drop it, keeping its audit event."""
-        result = await self._connections.update_one(
-            {"_id": connection_id, "revocation.holder": holder},
-            {"$unset": {"revocation": ""}, **push(event)},
-        )
-        return result.modified_count == 1
-
-    async def postpone_revocation(
-        self, connection_id: ObjectId, *, holder: str, next_at: datetime
-    ) -> None:
-        """A failed attempt: count it and try again at `next_at`."""
-        await self._connections.update_one(
-            {"_id": connection_id, "revocation.holder": holder},
-            {
-                "$set": {"revocation.next_at": next_at, "revocation.lease_until": None},
-                "$inc": {"revocation.attempts": 1},
-            },
-        )
-
     async def purge_tombstone(self, connection_id: ObjectId) -> bool:
         """Remove a deleted record once nothing about it is left to do and Teams can no longer
         retry the Delete (so a retried press is told "deleted", not "not found")."""
@@ -704,7 +664,7 @@ class ConnectionStore:
                 "kind": ConnectionKind.DELETED.value,
                 "deleted_at": {"$lte": datetime.now(UTC) - TOMBSTONE_KEPT},
                 f"{OUTBOX}.0": {"$exists": False},
-                "revocation": {"$exists": False},
+                REVOCATION: {"$exists": False},
             }
         )
         return result.deleted_count == 1
@@ -718,13 +678,4 @@ def _revocation(document: Document, actor: Actor, now: datetime) -> Document:
     """The `$set` part that keeps a record's tokens for one purpose: revoking them."""
     if not document.get("tokens"):
         return {}
-    return {
-        "revocation": {
-            "tokens": document["tokens"],
-            "provider": document["provider"],
-            "actor": actor.model_dump(),
-            "attempts": 0,
-            "next_at": now,
-            "lease_until": None,
-        }
-    }
+    return {REVOCATION: revocations.pending(document["tokens"], document["provider"], actor, now)}

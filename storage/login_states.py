@@ -29,7 +29,8 @@ Methods:
     release_claim(login_id, attempt=)
     find_used_code(owner=, code_hash=) -> LoginState | None
     voided_by_wrong_code(owner) -> bool
-    void(login_id, reason=) -> bool
+    void(login, reason=) -> bool  (keeps a held grant as a revocation: storage/revocations.py)
+    with_revocation_due(now=, limit=) -> list[ObjectId]
     complete_parent(login_id) -> bool
     expired_with_grants(now=, limit=) -> list[LoginState]
 """
@@ -45,7 +46,11 @@ from pydantic import BaseModel, ConfigDict
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
-from storage.models import EncryptedTokens, Owner, ProviderAccount
+from storage import revocations
+from storage.audit import SIGNIN_VOIDED, AuditLog
+from storage.models import Actor, EncryptedTokens, Owner, ProviderAccount
+from storage.outbox import push
+from storage.revocations import REVOCATION
 
 Document = dict[str, Any]
 LIFETIME = timedelta(minutes=10)
@@ -106,6 +111,32 @@ class LoginState(BaseModel):
         if data.get("parent_id") is not None:
             data["parent_id"] = str(data["parent_id"])
         return cls.model_validate(data)
+
+
+def voided_by(login: LoginState) -> Actor:
+    """Whom a voided sign-in's audit event names: the operator of a parent sign-in, or the
+    person."""
+    if login.purpose == "parent":
+        return Actor.operator(login.owner.name)
+    return Actor.person(login.owner)
+
+
+def void_event(document: Document, result: str, attempts: int) -> Document:
+    """The `signin.voided` audit event of a voided sign-in record (as stored): why, for which
+    app and sign-in, and what became of its grant at the provider (`result`)."""
+    login = LoginState.from_document(document)
+    actor = (document.get(REVOCATION) or {}).get("actor")
+    return AuditLog.event(
+        actor=Actor.model_validate(actor) if actor else voided_by(login),
+        action=SIGNIN_VOIDED,
+        details={
+            "reason": login.void_reason,
+            "app": login.provider,
+            "login_id": login.id,
+            "revocation": result,
+            **({"attempts": attempts} if attempts else {}),
+        },
+    )
 
 
 def _owner_filter(owner: Owner) -> Document:
@@ -309,21 +340,57 @@ class LoginStateStore:
         document = await self._states.find_one({"_id": ObjectId(login_id)})
         return LoginState.from_document(document) if document else None
 
-    async def void(self, login_id: str, *, reason: VoidReason) -> bool:
-        """End a sign-in that is still under way; True only for the call that ended it (that
-        caller revokes the grant it held)."""
-        result = await self._states.update_one(
-            {"_id": ObjectId(login_id), "step": {"$in": list(PENDING_STEPS)}},
-            {
+    async def void(self, login: LoginState, *, reason: VoidReason) -> bool:
+        """End a sign-in that is still under way; True only for the call that ended it.
+
+        The same update keeps a grant the sign-in held for one purpose, its revocation
+        (storage/revocations.py), whose end records `signin.voided`; a wrong code that voids a
+        sign-in without a grant records the event at once. So a crash right after this update
+        leaves the grant to the sweep, never alive and forgotten.
+        """
+        for _ in range(3):
+            now = datetime.now(UTC)
+            sealed = login.tokens.model_dump() if login.tokens is not None else None
+            update: Document = {
                 "$set": {
                     "step": Step.DISCARDED.value,
                     "void_reason": reason.value,
-                    "voided_at": datetime.now(UTC),
+                    "voided_at": now,
                 },
                 "$unset": {"verifier": "", "tokens": ""},
-            },
-        )
-        return result.modified_count == 1
+            }
+            if sealed is not None:
+                update["$set"][REVOCATION] = revocations.pending(
+                    sealed, login.provider, voided_by(login), now
+                )
+            elif reason is VoidReason.WRONG_CODE:
+                voided = login.model_dump(exclude={"id"}) | {
+                    "_id": ObjectId(login.id),
+                    "void_reason": reason.value,
+                }
+                update |= push(void_event(voided, "nothing_to_revoke", 0))
+            # The tokens seen must still be the record's: one attached a moment ago by the
+            # callback is revoked too, never dropped unseen.
+            result = await self._states.update_one(
+                {
+                    "_id": ObjectId(login.id),
+                    "step": {"$in": list(PENDING_STEPS)},
+                    "tokens": sealed,
+                },
+                update,
+            )
+            if result.modified_count == 1:
+                return True
+            current = await self.get(login.id)
+            if current is None or current.step not in PENDING_STEPS:
+                return False
+            login = current
+        return False
+
+    async def with_revocation_due(self, *, now: datetime, limit: int = 100) -> list[ObjectId]:
+        """Voided sign-ins whose grant is due for a revocation attempt."""
+        cursor = self._states.find(revocations.due_filter(now), projection={"_id": 1}).limit(limit)
+        return [document["_id"] async for document in cursor]
 
     @property
     def collection(self) -> AsyncCollection[Document]:

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from tests.support.activities import JANE
 from tests.support.connector import ConnectorServer
 from tests.support.data import owner
 from tests.support.sandbox import RunningSandbox, issue_tokens
+from tests.support.waiting import eventually
 from tests.test_app_process import wait_until_ready
 from tests.test_resume import RECIPES
 from tests.test_resume_processes import Cluster, login_urls, sign_in
@@ -120,19 +121,6 @@ async def bot(
                     process.send_signal(signal.SIGINT)
                     await asyncio.wait_for(process.wait(), 30)
             await db.client.drop_database(name)
-
-
-async def eventually(check: Callable[[], Any], *, within_s: float = 10.0) -> Any:
-    """Poll `check` (sync or async) until it returns something truthy; fail after the deadline."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)  # polling a condition, not waiting for a result
 
 
 async def sweeps_pass(bot: Bot, rounds: int = 4) -> None:
