@@ -269,4 +269,7 @@ RECIPE_RECIPE_GONE = "A recipe that was waiting for your sign-in no longer exist
 HELP_RECIPES = "Recipes"
 LOG_RECIPE_DUPLICATE = "Ignored a repeated delivery of an activity that already ran %s"
 LOG_RECIPE_FAILED = "Recipe %s failed: %s"
+LOG_RUN_LEFT_TO_SWEEPER = (
+    "The store did not answer in time to record a recipe run (%s); the sweeper ends it"
+)
 LOG_RECIPE_URL_REFUSED = "Recipe %s: request not sent, its URL %s"

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from bson import ObjectId
@@ -55,11 +55,14 @@ from storage.recipe_runs import RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RECIPE_RAN = "recipe.ran"
 ACTION_TIMEOUT_S = 20.0
 # Time beyond the action's own deadline for storing the outcome before a run counts as stranded.
 RUN_LEASE_MARGIN = timedelta(seconds=10)
+# A runner stops retrying a store write this long before its lease ends.
+STORE_SAFETY = timedelta(seconds=2)
 
 
 class Outcome(StrEnum):
@@ -87,6 +90,16 @@ class RunResult:
     # Set with SIGN_IN_NEEDED: the parent whose Login card the invoker should get.
     sign_in_parent: Connection | None = None
     run_id: str | None = None
+
+
+class RunLeftToSweeper(Exception):
+    """The store did not answer in time to record a step of the run. The run keeps its lease
+    and is left to the sweeper, which ends it once, with a message (see bots/resume.py): its
+    runner posts nothing, so the person hears of it exactly once."""
+
+
+# Pauses between attempts at a store write of a run while the store does not answer.
+STORE_RETRY_PAUSES_S = (0.25, 0.5, 1.0, 2.0)
 
 
 class _TargetRefused(Exception):
@@ -174,25 +187,36 @@ class RecipeRunner:
 
     async def run(self, request: RunRequest) -> RunResult:
         recipe = request.recipe
-        verify = await self.settings.verify_user_access(
-            recipe.key, default=recipe.verify_user_access
-        )
+        try:
+            verify = await self.settings.verify_user_access(
+                recipe.key, default=recipe.verify_user_access
+            )
+        except PyMongoError as error:  # nothing is stored or sent yet: the person may retry
+            log.warning(messages.LOG_RECIPE_FAILED, recipe.key, type(error).__name__)
+            card = recipe_problem(recipe_name=recipe.name, message=messages.TURN_FAILED)
+            return RunResult(Outcome.FAILED, card=card, message=messages.TURN_FAILED)
         inputs = {
             name: value
             for name, value in request.arguments.items()
             if name not in recipe.secret_arguments
         }
         sealed = self.tokens.cipher.seal(dict(request.arguments)).model_dump()
-        run_id = await self.runs.start(
-            recipe=recipe.key,
-            activity_key=request.activity_key,
-            invoker=request.invoker,
-            inputs=inputs,
-            conversation=request.conversation,
-            verify_user_access=verify,
-            # Kept until the run ends, so a run stranded by a crash can be resumed.
-            sealed_arguments=sealed,
-            lease_until=self.lease_until(),
+        lease_until = self.lease_until()
+        chosen_id = str(ObjectId())
+        run_id = await self._stored(
+            lambda: self.runs.start(
+                recipe=recipe.key,
+                activity_key=request.activity_key,
+                invoker=request.invoker,
+                inputs=inputs,
+                conversation=request.conversation,
+                verify_user_access=verify,
+                # Kept until the run ends, so a run stranded by a crash can be resumed.
+                sealed_arguments=sealed,
+                lease_until=lease_until,
+                run_id=chosen_id,
+            ),
+            until=lease_until,
         )
         if run_id is None:
             log.info(messages.LOG_RECIPE_DUPLICATE, recipe.key)
@@ -200,14 +224,18 @@ class RecipeRunner:
         result, acted_as = await self._execute(request, verify, run_id)
         if result.outcome is Outcome.SIGN_IN_NEEDED and result.sign_in_parent is not None:
             # Parked until the invoker has signed in; `resume` finishes it.
-            await self.runs.wait_for_sign_in(
-                run_id,
-                parent_id=result.sign_in_parent.id,
-                expires_at=datetime.now(UTC) + SIGN_IN_LIFETIME,
-                sealed_arguments=sealed,
+            parent_id = result.sign_in_parent.id
+            await self._stored(
+                lambda: self.runs.wait_for_sign_in(
+                    run_id,
+                    parent_id=parent_id,
+                    expires_at=datetime.now(UTC) + SIGN_IN_LIFETIME,
+                    sealed_arguments=sealed,
+                ),
+                until=lease_until,
             )
         else:
-            await self._record(run_id, request, result, acted_as)
+            await self._record(run_id, request, result, acted_as, until=lease_until)
         return RunResult(result.outcome, result.card, result.message, result.sign_in_parent, run_id)
 
     async def resume(self, run: dict[str, Any], recipe: Recipe) -> RunResult:
@@ -222,9 +250,10 @@ class RecipeRunner:
             conversation=run["conversation"],
         )
         run_id = str(run["_id"])
+        lease_until = run.get("lease_until") or self.lease_until()
         result, acted_as = await self._execute(request, bool(run["verify_user_access"]), run_id)
         # Whatever happens now is final: a second sign-in request would loop.
-        await self._record(run_id, request, result, acted_as)
+        await self._record(run_id, request, result, acted_as, until=lease_until)
         return RunResult(result.outcome, result.card, result.message, None, run_id)
 
     def lease_until(self) -> datetime:
@@ -244,6 +273,24 @@ class RecipeRunner:
         )
         await self._record_events(str(run["_id"]))
         return ended
+
+    async def _stored(self, write: Callable[[], Awaitable[T]], *, until: datetime) -> T:
+        """A store write of the run, tried again while the store does not answer, but only
+        while the run's lease lasts (after it the sweeper may take the run over).
+
+        Raises:
+            RunLeftToSweeper: the store did not answer in time.
+        """
+        pauses = iter(STORE_RETRY_PAUSES_S)
+        while True:
+            try:
+                return await write()
+            except PyMongoError as error:
+                pause = next(pauses, STORE_RETRY_PAUSES_S[-1])
+                if datetime.now(UTC) + timedelta(seconds=pause) >= until - STORE_SAFETY:
+                    log.warning(messages.LOG_RUN_LEFT_TO_SWEEPER, type(error).__name__)
+                    raise RunLeftToSweeper from None
+                await asyncio.sleep(pause)
 
     async def _record_events(self, run_id: str) -> None:
         try:
@@ -268,6 +315,8 @@ class RecipeRunner:
         request: RunRequest,
         result: RunResult,
         acted_as: Connection | None,
+        *,
+        until: datetime,
     ) -> None:
         identity = None
         if acted_as is not None:
@@ -287,12 +336,15 @@ class RecipeRunner:
                 "outcome": result.outcome.value,
             },
         )
-        await self.runs.finish(
-            run_id,
-            status=result.outcome.value,
-            acted_as=identity,
-            result={"message": result.message},
-            event=event,
+        await self._stored(
+            lambda: self.runs.finish(
+                run_id,
+                status=result.outcome.value,
+                acted_as=identity,
+                result={"message": result.message},
+                event=event,
+            ),
+            until=until,
         )
         await self._record_events(run_id)
 

@@ -12,7 +12,7 @@ one update (its outbox, see storage/outbox.py).
 
 Methods:
     ensure_indexes()
-    start(...) -> str | None                (None: this activity already has a run)
+    start(..., run_id=) -> str | None       (None: this activity already has a run)
     mark_sending(run_id)
     finish(run_id, status=, acted_as=, result=, event=) -> bool
     wait_for_sign_in(run_id, ...) / waiting_for(...) / claim_waiting(...) / expired_waiting(...)
@@ -70,9 +70,15 @@ class RecipeRunStore:
         verify_user_access: bool,
         sealed_arguments: dict[str, Any] | None = None,
         lease_until: datetime | None = None,
+        run_id: str | None = None,
     ) -> str | None:
+        """Record a new run; None when this activity already has one (a Teams retry).
+
+        `run_id`, chosen by the caller, makes a repeated attempt safe: when an earlier attempt
+        was stored but its answer was lost, the run is found under that id and is the caller's.
+        """
         document: Document = {
-            "_id": ObjectId(),
+            "_id": ObjectId(run_id) if run_id else ObjectId(),
             "recipe": recipe,
             "activity_key": activity_key,
             "invoker": invoker.model_dump(),
@@ -91,7 +97,8 @@ class RecipeRunStore:
         try:
             await self._runs.insert_one(document)
         except DuplicateKeyError:
-            return None
+            mine = await self._runs.find_one({"_id": document["_id"]}, projection={"_id": 1})
+            return None if mine is None else str(document["_id"])
         return str(document["_id"])
 
     async def mark_sending(self, run_id: str) -> None:
