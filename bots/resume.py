@@ -21,7 +21,7 @@ from botbuilder.schema import ConversationReference
 
 import messages
 from recipes.definitions import RecipeBook
-from recipes.runner import RecipeRunner
+from recipes.runner import RecipeRunner, RunLeftToSweeper
 from storage.leases import LeaseStore
 from storage.models import Owner
 
@@ -58,7 +58,10 @@ class RunResumer:
                 )
                 await self._post(run["conversation"], text=messages.RECIPE_RECIPE_GONE)
                 continue
-            result = await self.runner.resume(run, recipe)
+            try:
+                result = await self.runner.resume(run, recipe)
+            except RunLeftToSweeper:
+                continue  # claimed and leased: the sweeper takes it over when the lease ends
             await self._post(run["conversation"], card=result.card, text=result.message)
             resumed += 1
         return resumed
@@ -113,7 +116,10 @@ class RunResumer:
             recipe = self.book.get(run["recipe"])
             if run.get("action_sent_at") is None and recipe is not None:
                 log.info(messages.LOG_RUN_RESUMED_AFTER_CRASH, run["recipe"])
-                result = await self.runner.resume(run, recipe)
+                try:
+                    result = await self.runner.resume(run, recipe)
+                except RunLeftToSweeper:
+                    continue  # a later round takes it over again
                 await self._post(run["conversation"], card=result.card, text=result.message)
                 continue
             message = self._unknown_outcome(run)
