@@ -25,17 +25,18 @@ from bots.auth import TeamsBotAuthentication
 from bots.bot import RuntimeConnectionsBot, on_turn_error
 from bots.connections_handlers import ConnectionsHandlers
 from bots.endpoint import messages_endpoint
-from bots.recipe_handlers import RecipeHandlers
-from bots.resume import RunResumer
+from bots.recipe_handlers import RecipeHandlers, conversation_reporter
 from bots.router import Router
-from bots.signin_handlers import LoginCards, SignInHandlers
+from bots.signin_handlers import LoginCardSender, SignInHandlers
 from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
 from oauth.pages import sign_in_routes
 from oauth.providers import AppsConfigError, ProviderRegistry, load_registry
 from oauth.signin import SignInService
 from oauth.tokens import TokenService
-from recipes.definitions import BUILTIN_COMMANDS, RecipeBook, RecipesConfigError, load_recipes
+from recipes.config import RecipesConfigError, load_recipes
+from recipes.model import BUILTIN_COMMANDS, RecipeBook
+from recipes.resume import RunResumer
 from recipes.runner import RecipeRunner
 from settings import Settings, SettingsError, load_settings
 from storage.crypto import TokenCipher
@@ -51,7 +52,7 @@ DATABASE_KEY = web.AppKey("database", Database)
 ADAPTER_KEY = web.AppKey("adapter", CloudAdapter)
 BOT_KEY = web.AppKey("bot", RuntimeConnectionsBot)
 SIGNIN_KEY = web.AppKey("signin", SignInService)
-LOGIN_CARDS_KEY = web.AppKey("login_cards", LoginCards)
+LOGIN_CARDS_KEY = web.AppKey("login_cards", LoginCardSender)
 TOKENS_KEY = web.AppKey("tokens", TokenService)
 RECIPES_KEY = web.AppKey("recipes", RecipeBook)
 RESUMER_KEY = web.AppKey("resumer", RunResumer)
@@ -75,14 +76,14 @@ def build_router(
     database: Database,
     settings: Settings,
     signin: SignInService,
-    login_cards: LoginCards,
+    login_cards: LoginCardSender,
     settler: ConnectionSettler,
     recipes: RecipeHandlers,
     resumer: RunResumer,
 ) -> Router:
     router = Router()
     service = ConnectionsService(
-        connections=database.connections,
+        store=database.connections,
         audit=database.audit,
         names=signin.providers.display_name,
         settler=settler,
@@ -180,7 +181,7 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
             public_base_url=str(settings.public_base_url),
             revoke_grant=tokens.revoke_grant,
         )
-        login_cards = LoginCards(signin=signin, bot_app_id=settings.app_id or "")
+        login_cards = LoginCardSender(signin=signin, bot_app_id=settings.app_id or "")
         settler = ConnectionSettler(
             store=database.connections, audit=database.audit, revoke_grant=tokens.revoke_grant
         )
@@ -206,9 +207,9 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
         )
         resumer = RunResumer(
             runner=runner,
+            runs=database.recipe_runs,
             book=book,
-            adapter=adapter,
-            bot_app_id=settings.app_id or "",
+            report=conversation_reporter(adapter, settings.app_id or ""),
             leases=database.leases,
             also_sweep=(
                 signin.sweep,

@@ -273,3 +273,7 @@ LOG_RUN_LEFT_TO_SWEEPER = (
     "The store did not answer in time to record a recipe run (%s); the sweeper ends it"
 )
 LOG_RECIPE_URL_REFUSED = "Recipe %s: request not sent, its URL %s"
+
+# recipes
+# Whom a person is told to ask when a recipe's app names no contact.
+RECIPE_CONTACT_UNKNOWN = "your administrator"

@@ -15,9 +15,9 @@
 
 It uses MONGODB_URI when set; otherwise the embedded server of a running bot (found through the
 data folder) or, when no bot runs, its own embedded server on the same data folder. Every change
-is audited with the operator's login name as the actor. Deletes go through the same
-connections service as the bot: tokens are revoked at the provider (a failure is audited) and
-the deletion is audited.
+is audited with the operator's login name as the actor. Connections are read and changed only
+through the same connections service as the bot: a delete revokes the tokens at the provider (a
+failure is audited) and is audited.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TextIO
 
-from bson import ObjectId
 from pymongo.errors import PyMongoError
 
 from admin import parents
@@ -38,7 +37,7 @@ from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
 from oauth.providers import AppsConfigError, ProviderRegistry, display_name, load_registry
 from oauth.tokens import TokenService
-from recipes.definitions import BUILTIN_COMMANDS, RecipesConfigError, load_recipes
+from recipes import BUILTIN_COMMANDS, RecipesConfigError, load_recipes
 from settings import Settings, SettingsError, load_settings
 from storage.connections import ConnectionExists, ParentNotFound
 from storage.crypto import TokenCipher, reencrypt
@@ -193,7 +192,7 @@ async def _parents(
     providers = load_registry(settings.apps_file)
     async with _database(settings) as database:
         if arguments.command == "list":
-            return await parents.list_parents(database, providers.display_name, out)
+            return await parents.list_parents(_records(database), providers.display_name, out)
         cipher = _cipher(settings)
         if arguments.command == "delete":
             async with _service(database, providers, cipher) as service:
@@ -205,16 +204,18 @@ async def _parents(
                 return 1
             print(f"Deleted parent {arguments.id}; its runtime connections stay stored.", file=out)
             return 0
-        return await parents.authorize(
-            settings=settings,
-            database=database,
-            providers=providers,
-            cipher=cipher,
-            parent_name=arguments.name,
-            out=out,
-            ask=ask,
-            tenant_option=arguments.tenant,
-        )
+        async with _service(database, providers, cipher) as service:
+            return await parents.authorize(
+                settings=settings,
+                database=database,
+                service=service,
+                providers=providers,
+                cipher=cipher,
+                parent_name=arguments.name,
+                out=out,
+                ask=ask,
+                tenant_option=arguments.tenant,
+            )
 
 
 def _cipher(settings: Settings) -> TokenCipher:
@@ -237,13 +238,19 @@ async def _service(
     )
     try:
         yield ConnectionsService(
-            connections=database.connections,
+            store=database.connections,
             audit=database.audit,
             names=providers.display_name,
             settler=settler,
         )
     finally:
         await settler.close()
+
+
+def _records(database: Database) -> ConnectionsService:
+    """The connections service without revocation at the provider: for listing, and for
+    creating development records (they hold no tokens). Creations are audited at once."""
+    return ConnectionsService(store=database.connections, audit=database.audit)
 
 
 async def _recipes(arguments: argparse.Namespace, settings: Settings, out: TextIO) -> int:
@@ -302,14 +309,14 @@ async def _run(
         return await _parents(arguments, settings, out, ask)
     actor = Actor.operator(getpass.getuser())
     async with _database(settings) as database:
-        store = database.connections
+        records = _records(database)
         if arguments.command == "list":
             kind = ConnectionKind(arguments.kind) if arguments.kind else None
-            for connection in await store.list_all(kind=kind):
+            for connection in await records.list_all(kind=kind):
                 print(_row(connection), file=out)
             return 0
         if arguments.command == "create-parent":
-            created = await store.create_parent(
+            created = await records.create_parent(
                 provider=arguments.provider,
                 owner=Owner(
                     tenant_id=arguments.tenant, aad_object_id=arguments.user, name=arguments.name
@@ -321,7 +328,7 @@ async def _run(
             )
         elif arguments.command == "create-runtime":
             try:
-                created = await store.create_runtime(
+                created = await records.create_runtime(
                     parent_id=arguments.parent,
                     owner=Owner(
                         tenant_id=arguments.tenant,
@@ -355,7 +362,6 @@ async def _run(
                 return 0
             print(f"Deleted {_row(deleted)}", file=out)
             return 0
-        await drain(store.collection, ObjectId(created.id), database.audit)
         print(_row(created), file=out)
         return 0
 

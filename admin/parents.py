@@ -19,9 +19,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from bson import ObjectId
 
-from connections.settle import ConnectionSettler
+from connections.service import ConnectionsService
 from oauth.pages import sign_in_routes
 from oauth.providers import ProviderRegistry
 from oauth.signin import SignInService
@@ -89,6 +88,7 @@ async def authorize(
     *,
     settings: Settings,
     database: Database,
+    service: ConnectionsService,
     providers: ProviderRegistry,
     cipher: TokenCipher,
     parent_name: str,
@@ -96,7 +96,8 @@ async def authorize(
     ask: Callable[[str], str],
     tenant_option: str | None = None,
 ) -> int:
-    """Run an operator's sign-in for the configured parent connection `parent_name`.
+    """Run an operator's sign-in for the configured parent connection `parent_name`; the
+    parent is stored (and a replaced grant revoked) through `service`.
 
     The parent serves one tenant: the file's `tenant`, else `tenant_option` (`--tenant`), else
     the tenant id the operator types when asked.
@@ -141,35 +142,20 @@ async def authorize(
         await signin.close()  # the revocation runs now, not after this command has ended
         print("Not stored.", file=out)
         return 1
-    existing = await database.connections.find_parent(parent_name, tenant_id=tenant)
-    if existing is not None:
-        parent = await database.connections.replace_parent_credentials(
-            connection_id=existing.id,
-            account=login.account,
-            tokens=login.tokens,
-            scopes=login.scopes,
-            api_base_url=login.api_base_url,
-            actor=Actor.operator(operator.name),
-        )
-        assert parent is not None
-    else:
-        parent = await database.connections.create_parent(
-            provider=app_key,
-            owner=operator,
-            account=login.account,
-            scopes=login.scopes,
-            api_base_url=login.api_base_url,
-            tokens=login.tokens,
-            name=parent_name,
-            tenant_id=tenant,
-            actor=Actor.operator(operator.name),
-        )
+    parent = await service.store_parent(
+        name=parent_name,
+        provider=app_key,
+        tenant_id=tenant,
+        owner=operator,
+        account=login.account,
+        tokens=login.tokens,
+        scopes=login.scopes,
+        api_base_url=login.api_base_url,
+        actor=Actor.operator(operator.name),
+    )
     await database.login_states.complete_parent(login_id)
     # The audit event was written with the parent; record it now, and revoke a replaced grant.
-    settler = ConnectionSettler(
-        store=database.connections, audit=database.audit, revoke_grant=tokens.revoke_grant
-    )
-    await settler.settle(ObjectId(parent.id))
+    await service.settle_now(parent.id)
     print(
         f"Stored parent connection {parent.id} ({provider.name}, {login.account.display_name}) "
         f"for tenant {tenant}.",
@@ -207,9 +193,11 @@ async def _tenant_served(
     return tenant
 
 
-async def list_parents(database: Database, names: Callable[[str], str], out: TextIO) -> int:
+async def list_parents(
+    service: ConnectionsService, names: Callable[[str], str], out: TextIO
+) -> int:
     """One line per parent: id, app, account, status, and how many runtime children it has."""
-    everything = await database.connections.list_all()
+    everything = await service.list_all()
     for parent in (c for c in everything if c.kind is ConnectionKind.PARENT):
         children = sum(1 for c in everything if c.parent_id == parent.id)
         print(

@@ -4,6 +4,11 @@ A run that takes longer than a moment is acknowledged at once and its result pos
 same conversation when it is done, so Teams' patience is never spent. A Teams retry of the same
 activity never runs the action twice (the runner keys runs by activity). When the run needs the
 person's own connection, the Login card goes to their 1:1 chat.
+
+Run results are plain data (`recipes.results.RunResult`), rendered here as cards with
+`cards.recipes.run_result_card`. `conversation_reporter` is the Teams side of the resumer's
+`report` callback (`recipes.resume.RunResumer`): it posts a resumed or ended run's result into
+the conversation the run came from.
 """
 
 from __future__ import annotations
@@ -13,16 +18,20 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.core import BotAdapter, CardFactory, MessageFactory, TurnContext
+from botbuilder.schema import ConversationReference
 
 import background
 import messages
 from bots.router import Router
-from bots.signin_handlers import LoginCards
+from bots.signin_handlers import LoginCardSender
 from bots.turn import Turn
-from recipes.definitions import RecipeBook
+from cards.recipes import run_result_card
 from recipes.matching import Match, MatchProblem, match
-from recipes.runner import Outcome, RecipeRunner, RunLeftToSweeper, RunRequest, RunResult
+from recipes.model import RecipeBook
+from recipes.results import Outcome, RunResult
+from recipes.resume import Report
+from recipes.runner import RecipeRunner, RunLeftToSweeper, RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +42,7 @@ ACKNOWLEDGE_AFTER_S = 2.0
 class RecipeHandlers:
     book: RecipeBook
     runner: RecipeRunner
-    login_cards: LoginCards
+    login_cards: LoginCardSender
     bot_app_id: str
     acknowledge_after_s: float = ACKNOWLEDGE_AFTER_S
     _background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -97,10 +106,9 @@ class RecipeHandlers:
     async def _answer(self, context: TurnContext, result: RunResult, owner: Any = None) -> None:
         if result.outcome is Outcome.DUPLICATE:
             return
-        if result.card is not None:
-            await context.send_activity(
-                MessageFactory.attachment(CardFactory.adaptive_card(result.card))
-            )
+        card = run_result_card(result)
+        if card is not None:
+            await context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
         if result.outcome is Outcome.SIGN_IN_NEEDED and result.sign_in_parent is not None:
             await self.login_cards.send(
                 context,
@@ -111,3 +119,26 @@ class RecipeHandlers:
 
     async def close(self) -> None:
         await background.stop(*self._background)
+
+
+def conversation_reporter(adapter: BotAdapter, bot_app_id: str) -> Report:
+    """The Teams side of `RunResumer.report`: posts a run's result (its card, else its
+    sentence), or a sentence, into the conversation whose serialized reference is given, as a
+    proactive message through `adapter`."""
+
+    async def report(conversation: dict[str, Any], outcome: RunResult | str) -> None:
+        reference = ConversationReference().deserialize(conversation)
+        card = None if isinstance(outcome, str) else run_result_card(outcome)
+        text = outcome if isinstance(outcome, str) else outcome.message
+
+        async def send(context: TurnContext) -> None:
+            if card is not None:
+                await context.send_activity(
+                    MessageFactory.attachment(CardFactory.adaptive_card(card))
+                )
+            elif text:
+                await context.send_activity(MessageFactory.text(text))
+
+        await adapter.continue_conversation(reference, send, bot_app_id)
+
+    return report

@@ -1,6 +1,6 @@
 """Sign-in in Teams: sending Login cards, the Reconnect button, and verifying the code.
 
-`LoginCards.send` is what the recipe runner calls ("this person, this parent connection, this
+`LoginCardSender.send` is what the recipe runner calls ("this person, this parent connection, this
 run to resume"): the Login card always goes to the person's 1:1 chat, with a notice in the
 channel when the request came from one. Verification arrives as Teams' `signin/verifyState`
 invoke or as the 6-digit code typed in the 1:1 chat.
@@ -21,16 +21,15 @@ from bots.resume import RunResumer
 from bots.router import Router
 from bots.turn import Turn
 from cards import verbs
-from cards.connections import RECONNECTABLE, connections_picklist
+from cards.connections import connections_picklist
 from cards.signin import login_card
-from connections.service import ConnectionsService, ConnectionView
+from connections.service import ConnectionsService, Reconnect
 from oauth.signin import (
     SignInService,
     Verification,
     VerifyResult,
     looks_like_code,
 )
-from storage.connections import serves
 from storage.models import Connection, Owner
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ def _attachment(card: dict[str, Any]) -> Attachment:
 
 
 @dataclass(frozen=True)
-class LoginCards:
+class LoginCardSender:
     signin: SignInService
     bot_app_id: str
 
@@ -89,7 +88,7 @@ class LoginCards:
 @dataclass(frozen=True)
 class SignInHandlers:
     signin: SignInService
-    login_cards: LoginCards
+    login_cards: LoginCardSender
     connections: ConnectionsService
     # Resumes or ends the recipe runs that waited for a sign-in.
     resumer: RunResumer | None = None
@@ -108,33 +107,24 @@ class SignInHandlers:
         views = await self.connections.list_views(turn.owner)
         if not isinstance(chosen, str) or not chosen:
             return connections_picklist(views, page=page, problem=messages.CHOOSE_A_CONNECTION)
-        connection = await self.connections.connections.get_for_owner(
-            connection_id=chosen, owner=turn.owner
+        plan = await self.connections.reconnect(
+            turn.owner,
+            chosen,
+            can_sign_in=lambda parent: self.signin.provider_for(parent) is not None,
         )
-        if connection is None:
+        if plan.outcome is Reconnect.NOT_FOUND:
             return connections_picklist(views, page=page, problem=messages.CONNECTION_NOT_FOUND)
-        label = ConnectionView.of(connection).label
-        if connection.status.value not in RECONNECTABLE:
+        if plan.outcome is Reconnect.NOT_NEEDED:
             return connections_picklist(
-                views, page=page, result=messages.RECONNECT_NOT_NEEDED.format(label=label)
+                views, page=page, result=messages.RECONNECT_NOT_NEEDED.format(label=plan.label)
             )
-        parent = (
-            await self.connections.connections.get(connection.parent_id)
-            if connection.parent_id
-            else None
-        )
-        if (
-            parent is None
-            or not serves(parent, turn.owner)
-            or self.signin.provider_for(parent) is None
-        ):
+        if plan.outcome is Reconnect.NOT_POSSIBLE or plan.parent is None:
             return connections_picklist(
-                views, page=page, problem=messages.RECONNECT_NOT_POSSIBLE.format(label=label)
+                views, page=page, problem=messages.RECONNECT_NOT_POSSIBLE.format(label=plan.label)
             )
-        await self.login_cards.send(turn.context, owner=turn.owner, parent=parent)
-        app_name = ConnectionView.of(connection).app_name
+        await self.login_cards.send(turn.context, owner=turn.owner, parent=plan.parent)
         return connections_picklist(
-            views, page=page, result=messages.RECONNECT_SENT.format(app=app_name)
+            views, page=page, result=messages.RECONNECT_SENT.format(app=plan.app_name)
         )
 
     async def verify_state(self, turn: Turn, value: Any) -> None:

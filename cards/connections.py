@@ -16,11 +16,9 @@ from cards.verbs import (
     PAGE_KEY,
     RECONNECT,
 )
-from connections.service import ConnectionView
+from connections.views import RECONNECTABLE, ConnectionView
 
 PAGE_SIZE = 10
-# Statuses whose connection can be signed in again from the list.
-RECONNECTABLE = frozenset({"disconnected", "needs_reauth"})
 
 
 def page_count(total: int) -> int:

@@ -1,4 +1,8 @@
-"""Result cards of recipe runs: what was done, and as whom."""
+"""Result cards of recipe runs: what was done, and as whom.
+
+`run_result_card(result)` renders a run's outcome (`recipes.results.RunResult`, plain data);
+the builders below are its parts.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,27 @@ from collections.abc import Mapping
 
 import messages
 from cards.adaptive import Card, Element, card, notice, text, title
+from recipes.results import Outcome, RunResult
+
+
+def run_result_card(result: RunResult) -> Card | None:
+    """The card that shows a run's outcome; None for a repeated delivery (nothing to show)."""
+    if result.outcome is Outcome.DUPLICATE:
+        return None
+    if result.outcome is Outcome.SUCCEEDED:
+        return recipe_result(
+            recipe_name=result.recipe_name,
+            verb=result.verb,
+            app_name=result.app_name,
+            account=result.acted_as,
+            fields=result.fields,
+            link=result.link,
+            summary=result.summary,
+        )
+    message = result.message or messages.TURN_FAILED
+    if result.outcome is Outcome.SIGN_IN_NEEDED:
+        return recipe_waiting(recipe_name=result.recipe_name, message=message)
+    return recipe_problem(recipe_name=result.recipe_name, message=message)
 
 
 def recipe_result(

@@ -1,6 +1,8 @@
-"""Listing, disconnecting and deleting a person's runtime connections, with an audit line each.
+"""Listing, reconnecting, disconnecting and deleting connections, with an audit line each.
 
-Results are plain data (`ConnectionView`, `Outcome`) that the card builders turn into cards.
+The one way every surface (the Teams handlers, the operator CLI) reads or changes connections.
+Results are plain data (`ConnectionView`, `Outcome`, `ReconnectPlan`) that the surfaces turn
+into cards or lines; `view_of` makes a card's view of a stored record.
 """
 
 from __future__ import annotations
@@ -9,41 +11,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bson import ObjectId
+
 import messages
 from connections.settle import ConnectionSettler
+from connections.views import RECONNECTABLE, ConnectionView
 from oauth.providers import display_name
 from storage.audit import AuditLog
-from storage.connections import Change, ConnectionStore
-from storage.models import Actor, Connection, ConnectionKind, Owner
+from storage.connections import Change, ConnectionStore, serves
+from storage.models import (
+    Actor,
+    Connection,
+    ConnectionKind,
+    ConnectionStatus,
+    EncryptedTokens,
+    Owner,
+    ProviderAccount,
+)
+from storage.outbox import drain
 
 
-@dataclass(frozen=True)
-class ConnectionView:
-    """What a card shows of a connection: never tokens."""
-
-    id: str
-    app_name: str
-    account: str
-    status: str  # a ConnectionStatus value
-
-    @property
-    def label(self) -> str:
-        return f"{self.app_name} ({self.account})"
-
-    @property
-    def status_label(self) -> str:
-        return messages.STATUS_LABELS.get(self.status, self.status)
-
-    @classmethod
-    def of(
-        cls, connection: Connection, names: Callable[[str], str] = display_name
-    ) -> ConnectionView:
-        return cls(
-            id=connection.id,
-            app_name=names(connection.provider),
-            account=connection.account_label,
-            status=connection.status.value,
-        )
+def view_of(connection: Connection, names: Callable[[str], str] = display_name) -> ConnectionView:
+    """What a card shows of a stored connection (`names`: an app key to the name people see)."""
+    return ConnectionView(
+        id=connection.id,
+        app_name=names(connection.provider),
+        account=connection.account_label,
+        status=connection.status.value,
+    )
 
 
 class Result(StrEnum):
@@ -60,6 +55,23 @@ class Outcome:
     message: str
 
 
+class Reconnect(StrEnum):
+    NOT_FOUND = "not_found"  # not one of the person's connections
+    NOT_NEEDED = "not_needed"  # connected: nothing to sign in again
+    NOT_POSSIBLE = "not_possible"  # no parent (left) that serves the person and can sign in
+    READY = "ready"  # send a Login card for `parent`
+
+
+@dataclass(frozen=True)
+class ReconnectPlan:
+    """Whether a connection can be signed in again, and what the answer names."""
+
+    outcome: Reconnect
+    label: str = ""  # "Box (jane@contoso.com)"; empty when NOT_FOUND
+    app_name: str = ""
+    parent: Connection | None = None  # only when READY: the parent to sign in with
+
+
 @dataclass(frozen=True)
 class ConnectionsService:
     """What may be done to connections, for every surface and the operator CLI alike.
@@ -68,7 +80,7 @@ class ConnectionsService:
     recorded at once, and revocation at the provider runs after the answer (`settler`).
     """
 
-    connections: ConnectionStore
+    store: ConnectionStore
     audit: AuditLog
     names: Callable[[str], str] = display_name
     # Records events and revokes tokens after a change (None: the periodic sweep does it).
@@ -76,19 +88,36 @@ class ConnectionsService:
 
     async def list_views(self, owner: Owner) -> list[ConnectionView]:
         """The person's runtime connections as card data."""
-        return [
-            ConnectionView.of(c, self.names)
-            for c in await self.connections.list_for_owner(owner=owner)
-        ]
+        return [view_of(c, self.names) for c in await self.store.list_for_owner(owner=owner)]
 
     async def view(self, owner: Owner, connection_id: str) -> ConnectionView | None:
         """One of the person's own connections, or None when it isn't theirs or doesn't exist."""
-        connection = await self.connections.get_for_owner(connection_id=connection_id, owner=owner)
-        return ConnectionView.of(connection, self.names) if connection else None
+        connection = await self.store.get_for_owner(connection_id=connection_id, owner=owner)
+        return view_of(connection, self.names) if connection else None
+
+    async def reconnect(
+        self, owner: Owner, connection_id: str, *, can_sign_in: Callable[[Connection], bool]
+    ) -> ReconnectPlan:
+        """Whether the person's connection can be signed in again, and with which parent.
+
+        Args:
+            can_sign_in: True when a sign-in can start for a parent (its app is configured).
+        """
+        connection = await self.store.get_for_owner(connection_id=connection_id, owner=owner)
+        if connection is None:
+            return ReconnectPlan(Reconnect.NOT_FOUND)
+        # The answer names the app by `display_name`, as the Reconnect answer always has.
+        view = view_of(connection)
+        if connection.status.value not in RECONNECTABLE:
+            return ReconnectPlan(Reconnect.NOT_NEEDED, view.label, view.app_name)
+        parent = await self.store.get(connection.parent_id) if connection.parent_id else None
+        if parent is None or not serves(parent, owner) or not can_sign_in(parent):
+            return ReconnectPlan(Reconnect.NOT_POSSIBLE, view.label, view.app_name)
+        return ReconnectPlan(Reconnect.READY, view.label, view.app_name, parent)
 
     async def disconnect(self, owner: Owner, connection_id: str) -> Outcome:
         """Sign the person out of one connection, keeping the record as Disconnected."""
-        change, previous = await self.connections.disconnect(
+        change, previous = await self.store.disconnect(
             connection_id=connection_id, owner=owner, actor=Actor.person(owner)
         )
         if change is Change.NOT_FOUND:
@@ -96,27 +125,123 @@ class ConnectionsService:
         if change is Change.UNCHANGED or previous is None:
             # A retried press: say what is true, and finish anything a crash left behind.
             await self._settle(connection_id)
-            current = await self.connections.get_for_owner(connection_id=connection_id, owner=owner)
-            label = ConnectionView.of(current, self.names).label if current else ""
+            current = await self.store.get_for_owner(connection_id=connection_id, owner=owner)
+            label = view_of(current, self.names).label if current else ""
             return Outcome(Result.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label))
         await self._settle(connection_id)
-        label = ConnectionView.of(previous, self.names).label
+        label = view_of(previous, self.names).label
         return Outcome(Result.DONE, messages.DISCONNECTED.format(label=label))
 
     async def delete(self, owner: Owner, connection_id: str) -> Outcome:
         """Remove one of the person's connections; they sign in again the next time."""
-        deleted = await self.connections.delete_for_owner(connection_id=connection_id, owner=owner)
+        deleted = await self.store.delete_for_owner(connection_id=connection_id, owner=owner)
         if deleted is None:
-            if await self.connections.was_deleted_for_owner(
-                connection_id=connection_id, owner=owner
-            ):
+            if await self.store.was_deleted_for_owner(connection_id=connection_id, owner=owner):
                 await self._settle(connection_id)
                 return Outcome(Result.NO_CHANGE, messages.ALREADY_DELETED)
             return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
         await self._settle(connection_id)
         return Outcome(
-            Result.DONE, messages.DELETED.format(label=ConnectionView.of(deleted, self.names).label)
+            Result.DONE, messages.DELETED.format(label=view_of(deleted, self.names).label)
         )
+
+    # --- The operator's command line -----------------------------------------------------------
+
+    async def list_all(self, *, kind: ConnectionKind | None = None) -> list[Connection]:
+        """Every stored connection (only of `kind`, when given), oldest first."""
+        return await self.store.list_all(kind=kind)
+
+    async def create_parent(
+        self,
+        *,
+        provider: str,
+        owner: Owner,
+        account: ProviderAccount,
+        tenant_id: str,
+        actor: Actor,
+        api_base_url: str | None = None,
+    ) -> Connection:
+        """An operator stores a parent connection without tokens (development); audited."""
+        created = await self.store.create_parent(
+            provider=provider,
+            owner=owner,
+            account=account,
+            api_base_url=api_base_url,
+            tenant_id=tenant_id,
+            actor=actor,
+        )
+        await drain(self.store.collection, ObjectId(created.id), self.audit)
+        return created
+
+    async def create_runtime(
+        self,
+        *,
+        parent_id: str,
+        owner: Owner,
+        account: ProviderAccount,
+        status: ConnectionStatus,
+        actor: Actor,
+    ) -> Connection:
+        """An operator stores a person's runtime connection without tokens (development);
+        audited.
+
+        Raises:
+            ParentNotFound: no parent connection with that id serves the person's tenant.
+            ConnectionExists: the person already has one for that parent.
+        """
+        created = await self.store.create_runtime(
+            parent_id=parent_id, owner=owner, account=account, status=status, actor=actor
+        )
+        await drain(self.store.collection, ObjectId(created.id), self.audit)
+        return created
+
+    async def store_parent(
+        self,
+        *,
+        name: str,
+        provider: str,
+        tenant_id: str,
+        owner: Owner,
+        account: ProviderAccount,
+        tokens: EncryptedTokens,
+        scopes: list[str],
+        api_base_url: str | None,
+        actor: Actor,
+    ) -> Connection:
+        """Store the account an operator authorized as the configured parent `name` of
+        `tenant_id`: the existing parent gets the new account and tokens (same id, the replaced
+        grant due for revocation), else a new parent. Call `settle_now` after it."""
+        existing = await self.store.find_parent(name, tenant_id=tenant_id)
+        if existing is not None:
+            parent = await self.store.replace_parent_credentials(
+                connection_id=existing.id,
+                account=account,
+                tokens=tokens,
+                scopes=scopes,
+                api_base_url=api_base_url,
+                actor=actor,
+            )
+            assert parent is not None
+            return parent
+        return await self.store.create_parent(
+            provider=provider,
+            owner=owner,
+            account=account,
+            scopes=scopes,
+            api_base_url=api_base_url,
+            tokens=tokens,
+            name=name,
+            tenant_id=tenant_id,
+            actor=actor,
+        )
+
+    async def settle_now(self, connection_id: str) -> None:
+        """Finish, before returning, what a change left for one connection: record its audit
+        events and revoke a replaced or removed grant (without a settler: the events only)."""
+        if self.settler is None:
+            await drain(self.store.collection, ObjectId(connection_id), self.audit)
+            return
+        await self.settler.settle(ObjectId(connection_id))
 
     async def delete_as_operator(
         self, actor: Actor, connection_id: str, *, kind: ConnectionKind | None = None
@@ -128,7 +253,7 @@ class ConnectionsService:
             The removed record as it was, only to the call that removed it; None when there
             was nothing (left) to remove.
         """
-        deleted = await self.connections.delete(connection_id, kind=kind, actor=actor)
+        deleted = await self.store.delete(connection_id, kind=kind, actor=actor)
         if deleted is not None:
             await self._settle(connection_id)
         return deleted

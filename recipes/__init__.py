@@ -1,26 +1,22 @@
 """Recipes: typed commands that perform one HTTP action through a connection."""
 
-from recipes.definitions import (
+from recipes.config import RecipesConfigError, load_recipes
+from recipes.matching import Match, MatchProblem, TokenizeError, match, tokenize
+from recipes.model import (
     BUILTIN_COMMANDS,
     ActionContext,
     ActionResult,
-    Argument,
-    ArgumentValue,
     Handler,
     HttpAction,
     HttpCaller,
     HttpMethod,
     HttpRequest,
     HttpResponse,
-    Phrase,
     Recipe,
     RecipeBook,
-    RecipesConfigError,
     ResultSpec,
-    load_recipes,
-    parse_phrase,
 )
-from recipes.matching import Match, MatchProblem, TokenizeError, match, tokenize
+from recipes.phrases import Argument, ArgumentValue, Phrase, parse_phrase
 from recipes.templates import TemplateError, template_values
 
 __all__ = [

@@ -17,7 +17,8 @@ import shlex
 from dataclasses import dataclass
 
 from recipes import templates
-from recipes.definitions import Argument, ArgumentValue, Recipe, RecipeBook
+from recipes.model import Recipe, RecipeBook
+from recipes.phrases import Argument, ArgumentValue
 
 # Teams clients (and phone keyboards) turn straight quotes into curly ones.
 _CURLY_QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb", '"'))

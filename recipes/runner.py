@@ -6,8 +6,8 @@ parent — never anyone else's, and never a runtime connection as a parent. It g
 through the refresh service, performs the action, retries once after a refresh when the app
 answers 401, and records who ran what, as whom, and how it ended.
 
-Outcomes are data (`RunResult`) for the Teams side to show: a result card, a problem card, or a
-request to send the invoker a Login card.
+Outcomes are plain data (`recipes.results.RunResult`) for the surface to show: in Teams a result
+card, a problem card, or a request to send the invoker a Login card.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any, TypeVar
 
 import aiohttp
@@ -26,10 +25,10 @@ from pymongo.errors import PyMongoError
 from yarl import URL
 
 import messages
-from cards.recipes import recipe_problem, recipe_result, recipe_waiting
 from oauth.providers import ProviderRegistry
 from oauth.tokens import NeedsSignIn, TokenService, TokenUnavailable
-from recipes.definitions import ActionContext, ActionResult, HttpResponse, Recipe
+from recipes.model import ActionContext, ActionResult, HttpResponse, Recipe
+from recipes.results import Outcome, RunResult
 from recipes.templates import (
     TargetError,
     TemplateError,
@@ -47,11 +46,10 @@ from storage.models import (
     Connection,
     ConnectionKind,
     ConnectionStatus,
-    EncryptedTokens,
     Owner,
 )
 from storage.outbox import drain
-from storage.recipe_runs import RecipeRunStore
+from storage.recipe_runs import RecipeRun, RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
 
 log = logging.getLogger(__name__)
@@ -65,14 +63,6 @@ RUN_LEASE_MARGIN = timedelta(seconds=10)
 STORE_SAFETY = timedelta(seconds=2)
 
 
-class Outcome(StrEnum):
-    SUCCEEDED = "succeeded"
-    SIGN_IN_NEEDED = "sign_in_needed"  # the invoker must connect their own account
-    PARENT_UNAVAILABLE = "parent_unavailable"  # the app connection is missing or unauthorized
-    FAILED = "failed"  # the app refused, failed or did not answer
-    DUPLICATE = "duplicate"  # this Teams activity already ran
-
-
 @dataclass(frozen=True)
 class RunRequest:
     recipe: Recipe
@@ -82,19 +72,9 @@ class RunRequest:
     conversation: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class RunResult:
-    outcome: Outcome
-    card: dict[str, Any] | None = None
-    message: str | None = None
-    # Set with SIGN_IN_NEEDED: the parent whose Login card the invoker should get.
-    sign_in_parent: Connection | None = None
-    run_id: str | None = None
-
-
 class RunLeftToSweeper(Exception):
     """The store did not answer in time to record a step of the run. The run keeps its lease
-    and is left to the sweeper, which ends it once, with a message (see bots/resume.py): its
+    and is left to the sweeper, which ends it once, with a message (see recipes/resume.py): its
     runner posts nothing, so the person hears of it exactly once."""
 
 
@@ -193,8 +173,7 @@ class RecipeRunner:
             )
         except PyMongoError as error:  # nothing is stored or sent yet: the person may retry
             log.warning(messages.LOG_RECIPE_FAILED, recipe.key, type(error).__name__)
-            card = recipe_problem(recipe_name=recipe.name, message=messages.TURN_FAILED)
-            return RunResult(Outcome.FAILED, card=card, message=messages.TURN_FAILED)
+            return RunResult(Outcome.FAILED, recipe_name=recipe.name, message=messages.TURN_FAILED)
         inputs = {
             name: value
             for name, value in request.arguments.items()
@@ -220,7 +199,7 @@ class RecipeRunner:
         )
         if run_id is None:
             log.info(messages.LOG_RECIPE_DUPLICATE, recipe.key)
-            return RunResult(Outcome.DUPLICATE)
+            return RunResult(Outcome.DUPLICATE, recipe_name=recipe.name)
         result, acted_as = await self._execute(request, verify, run_id)
         if result.outcome is Outcome.SIGN_IN_NEEDED and result.sign_in_parent is not None:
             # Parked until the invoker has signed in; `resume` finishes it.
@@ -236,42 +215,42 @@ class RecipeRunner:
             )
         else:
             await self._record(run_id, request, result, acted_as, until=lease_until)
-        return RunResult(result.outcome, result.card, result.message, result.sign_in_parent, run_id)
+        return replace(result, run_id=run_id)
 
-    async def resume(self, run: dict[str, Any], recipe: Recipe) -> RunResult:
-        """Finish a run that waited for its invoker's sign-in (already claimed by the caller)."""
-        sealed = run.get("sealed_arguments")
-        arguments = self.tokens.cipher.open(EncryptedTokens(**sealed)) if sealed else {}
+    async def resume(self, run: RecipeRun, recipe: Recipe) -> RunResult:
+        """Finish a run that waited for its invoker's sign-in, or was stranded before its action
+        was sent (already claimed by the caller)."""
+        sealed = run.sealed_arguments
+        arguments = self.tokens.cipher.open(sealed) if sealed else {}
         request = RunRequest(
             recipe=recipe,
             arguments=arguments,
-            invoker=Owner.model_validate(run["invoker"]),
-            activity_key=run["activity_key"],
-            conversation=run["conversation"],
+            invoker=run.invoker,
+            activity_key=run.activity_key,
+            conversation=run.conversation,
         )
-        run_id = str(run["_id"])
-        lease_until = run.get("lease_until") or self.lease_until()
-        result, acted_as = await self._execute(request, bool(run["verify_user_access"]), run_id)
+        lease_until = run.lease_until or self.lease_until()
+        result, acted_as = await self._execute(request, run.verify_user_access, run.id)
         # Whatever happens now is final: a second sign-in request would loop.
-        await self._record(run_id, request, result, acted_as, until=lease_until)
-        return RunResult(result.outcome, result.card, result.message, None, run_id)
+        await self._record(run.id, request, result, acted_as, until=lease_until)
+        return replace(result, sign_in_parent=None, run_id=run.id)
 
     def lease_until(self) -> datetime:
         """How long a running run may go without ending before the sweeper takes it over."""
         return datetime.now(UTC) + timedelta(seconds=self.action_timeout_s) + RUN_LEASE_MARGIN
 
-    async def end_waiting(self, run: dict[str, Any], *, status: str, message: str) -> bool:
+    async def end_waiting(self, run: RecipeRun, *, status: str, message: str) -> bool:
         """Close a run that will not resume or finish (sign-in expired or cancelled, or an
         outcome that cannot be known); with its audit event. False if it had already ended."""
         event = AuditLog.event(
-            actor=Actor.person(Owner.model_validate(run["invoker"])),
+            actor=Actor.person(run.invoker),
             action=RECIPE_RAN,
-            details={"recipe": run["recipe"], "run_id": str(run["_id"]), "outcome": status},
+            details={"recipe": run.recipe, "run_id": run.id, "outcome": status},
         )
         ended = await self.runs.finish(
-            str(run["_id"]), status=status, acted_as=None, result={"message": message}, event=event
+            run.id, status=status, acted_as=None, result={"message": message}, event=event
         )
-        await self._record_events(str(run["_id"]))
+        await self._record_events(run.id)
         return ended
 
     async def _stored(self, write: Callable[[], Awaitable[T]], *, until: datetime) -> T:
@@ -306,8 +285,10 @@ class RecipeRunner:
         except Exception as error:
             # Never leak a trace to the person; the log has the type only (no payloads).
             log.exception(messages.LOG_RECIPE_FAILED, request.recipe.key, type(error).__name__)
-            card = recipe_problem(recipe_name=request.recipe.name, message=messages.TURN_FAILED)
-            return RunResult(Outcome.FAILED, card=card), None
+            failed = RunResult(
+                Outcome.FAILED, recipe_name=request.recipe.name, message=messages.TURN_FAILED
+            )
+            return failed, None
 
     async def _record(
         self,
@@ -355,10 +336,12 @@ class RecipeRunner:
         configured = self.providers.parents[recipe.parent]
         app_name = self.providers.display_name(configured.app)
 
-        def problem(outcome: Outcome, message: str, **extra: Any) -> RunResult:
-            build = recipe_waiting if outcome is Outcome.SIGN_IN_NEEDED else recipe_problem
-            card = build(recipe_name=recipe.name, message=message)
-            return RunResult(outcome, card=card, message=message, **extra)
+        def problem(
+            outcome: Outcome, message: str, *, sign_in_parent: Connection | None = None
+        ) -> RunResult:
+            return RunResult(
+                outcome, recipe_name=recipe.name, message=message, sign_in_parent=sign_in_parent
+            )
 
         tenant = request.invoker.tenant_id
         if configured.tenant is not None and configured.tenant != tenant:
@@ -423,16 +406,17 @@ class RecipeRunner:
         except _AppRefused as refused:
             text = messages.RECIPE_PROVIDER_ERROR.format(app=app_name, detail=refused.detail)
             return problem(Outcome.FAILED, text), connection
-        card = recipe_result(
+        succeeded = RunResult(
+            Outcome.SUCCEEDED,
             recipe_name=recipe.name,
             verb=recipe.result.verb,
             app_name=app_name,
-            account=connection.account_label,
+            acted_as=connection.account_label,
             fields=action.fields,
             link=action.link,
             summary=action.summary,
         )
-        return RunResult(Outcome.SUCCEEDED, card=card), connection
+        return succeeded, connection
 
     async def _perform(
         self,

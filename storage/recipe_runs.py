@@ -10,15 +10,21 @@ action was never sent, exactly once, and ends one whose action may have been sen
 `unknown`, telling the person once, never sending it again. A run's end and its audit event are
 one update (its outbox, see storage/outbox.py).
 
+Runs are read as `RecipeRun` models (ids as 24-hex strings).
+
 Methods:
     ensure_indexes()
     start(..., run_id=) -> str | None       (None: this activity already has a run)
     mark_sending(run_id)
     finish(run_id, status=, acted_as=, result=, event=) -> bool
-    wait_for_sign_in(run_id, ...) / waiting_for(...) / claim_waiting(...) / expired_waiting(...)
-    stranded(now=) / claim_stranded(run_id, holder=, until=, now=)
-    get(run_id) -> dict | None
-    for_recipe(recipe) -> list[dict]
+    wait_for_sign_in(run_id, ...)
+    waiting_for(owner=, parent_id=) -> list[RecipeRun]
+    claim_waiting(run_id, to=, lease_until=) -> RecipeRun | None
+    expired_waiting(now=) -> list[RecipeRun]
+    stranded(now=) -> list[RecipeRun]
+    claim_stranded(run_id, holder=, until=, now=) -> RecipeRun | None
+    get(run_id) -> RecipeRun | None
+    for_recipe(recipe) -> list[RecipeRun]
 """
 
 from __future__ import annotations
@@ -27,16 +33,69 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
+from pydantic import BaseModel, ConfigDict
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from storage.models import Owner
+from storage.models import ConnectionKind, EncryptedTokens, Owner
 from storage.outbox import push
 
 Document = dict[str, Any]
 WAITING = "waiting_for_sign_in"
 RUNNING = "running"
+
+
+class ActedAs(BaseModel):
+    """The connection a run acted through, and the account it acted as."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_id: str
+    kind: ConnectionKind
+    account: str
+    owner: Owner
+
+
+class RecipeRun(BaseModel):
+    """One run (collection `recipe_runs`). `status` is "running", "waiting_for_sign_in", or how
+    it ended (an outcome of the runner, or "cancelled", "expired", "unknown")."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    recipe: str
+    activity_key: str
+    invoker: Owner
+    # The arguments as typed, secret ones left out.
+    inputs: dict[str, Any]
+    # The serialized reference of the conversation the run was asked for in.
+    conversation: dict[str, Any]
+    verify_user_access: bool
+    status: str
+    acted_as: ActedAs | None = None
+    # {"message": the sentence the person was told, or None}
+    result: dict[str, Any] | None = None
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    # Every argument, secrets included, sealed; kept only while the run may still go on.
+    sealed_arguments: EncryptedTokens | None = None
+    lease_until: datetime | None = None
+    lease_holder: str | None = None
+    action_sent_at: datetime | None = None
+    wait_parent_id: str | None = None
+    wait_expires_at: datetime | None = None
+
+    @classmethod
+    def from_document(cls, document: Document) -> RecipeRun:
+        data = dict(document)
+        data["id"] = str(data.pop("_id"))
+        return cls.model_validate(data)
+
+
+def _runs(documents: list[Document]) -> list[RecipeRun]:
+    return [RecipeRun.from_document(document) for document in documents]
 
 
 class RecipeRunStore:
@@ -167,7 +226,7 @@ class RecipeRunStore:
             },
         )
 
-    async def waiting_for(self, *, owner: Owner, parent_id: str | None = None) -> list[Document]:
+    async def waiting_for(self, *, owner: Owner, parent_id: str | None = None) -> list[RecipeRun]:
         """The person's runs waiting for sign-in, oldest first."""
         query: Document = {
             "status": WAITING,
@@ -177,14 +236,15 @@ class RecipeRunStore:
         if parent_id is not None:
             query["wait_parent_id"] = parent_id
         cursor = self._runs.find(query).sort([("started_at", ASCENDING), ("_id", ASCENDING)])
-        return [document async for document in cursor]
+        return _runs([document async for document in cursor])
 
     async def claim_waiting(
-        self, run_id: Any, *, to: str, lease_until: datetime | None = None
-    ) -> Document | None:
+        self, run_id: str, *, to: str, lease_until: datetime | None = None
+    ) -> RecipeRun | None:
         """Move one waiting run on (to "running" to resume it, or to an end state); only one
         caller in all processes gets the run. Returns it as it was, sealed arguments included."""
-        run = await self._runs.find_one({"_id": run_id, "status": WAITING})
+        key = ObjectId(run_id)
+        run = await self._runs.find_one({"_id": key, "status": WAITING})
         if run is None:
             return None
         if to == RUNNING:
@@ -192,37 +252,41 @@ class RecipeRunStore:
             change: Document = {"$set": {"status": to, "lease_until": lease_until}}
         else:
             change = {"$set": {"status": to}, "$unset": {"sealed_arguments": ""}}
-        result = await self._runs.update_one({"_id": run_id, "status": WAITING}, change)
-        return run if result.modified_count == 1 else None
+        result = await self._runs.update_one({"_id": key, "status": WAITING}, change)
+        return RecipeRun.from_document(run) if result.modified_count == 1 else None
 
-    async def stranded(self, *, now: datetime) -> list[Document]:
+    async def stranded(self, *, now: datetime) -> list[RecipeRun]:
         """Runs whose process stopped mid-run: still running, lease run out."""
         cursor = self._runs.find({"status": RUNNING, "lease_until": {"$lte": now}})
-        return [document async for document in cursor]
+        return _runs([document async for document in cursor])
 
     async def claim_stranded(
-        self, run_id: Any, *, holder: str, until: datetime, now: datetime
-    ) -> Document | None:
+        self, run_id: str, *, holder: str, until: datetime, now: datetime
+    ) -> RecipeRun | None:
         """Take over a stranded run (one process only); returns it, sealed arguments included."""
+        key = ObjectId(run_id)
         result = await self._runs.update_one(
-            {"_id": run_id, "status": RUNNING, "lease_until": {"$lte": now}},
+            {"_id": key, "status": RUNNING, "lease_until": {"$lte": now}},
             {"$set": {"lease_until": until, "lease_holder": holder}},
         )
         if result.modified_count != 1:
             return None
-        return await self._runs.find_one({"_id": run_id})
+        run = await self._runs.find_one({"_id": key})
+        return RecipeRun.from_document(run) if run is not None else None
 
-    async def expired_waiting(self, *, now: datetime) -> list[Document]:
+    async def expired_waiting(self, *, now: datetime) -> list[RecipeRun]:
+        """Runs whose sign-in was not completed within its lifetime."""
         cursor = self._runs.find({"status": WAITING, "wait_expires_at": {"$lte": now}})
-        return [document async for document in cursor]
+        return _runs([document async for document in cursor])
 
-    async def get(self, run_id: str) -> Document | None:
-        return await self._runs.find_one({"_id": ObjectId(run_id)})
+    async def get(self, run_id: str) -> RecipeRun | None:
+        document = await self._runs.find_one({"_id": ObjectId(run_id)})
+        return RecipeRun.from_document(document) if document is not None else None
 
     @property
     def collection(self) -> AsyncCollection[Document]:
         return self._runs
 
-    async def for_recipe(self, recipe: str) -> list[Document]:
+    async def for_recipe(self, recipe: str) -> list[RecipeRun]:
         cursor = self._runs.find({"recipe": recipe}).sort([("started_at", ASCENDING)])
-        return [document async for document in cursor]
+        return _runs([document async for document in cursor])

@@ -10,7 +10,7 @@ import messages
 from cards import verbs
 from cards.connections import PAGE_SIZE, confirm_delete, connections_picklist, message_card
 from cards.help import help_card
-from connections.service import ConnectionView
+from connections.views import ConnectionView
 from tests.support.card_schema import assert_valid_card
 
 

@@ -46,7 +46,7 @@ async def test_concurrent_deletes_record_one_event(database: Database) -> None:
     """Thirty concurrent Deletes of one connection: one succeeds, one event is recorded."""
     connection = await runtime(database, JANE, "box", "jane@box.example")
     service = ConnectionsService(
-        connections=database.connections, audit=database.audit, settler=settler(database)
+        store=database.connections, audit=database.audit, settler=settler(database)
     )
     outcomes = await asyncio.gather(
         *(service.delete(owner(JANE), connection.id) for _ in range(30))
@@ -63,7 +63,7 @@ async def test_tombstone_is_purged_once_teams_cannot_retry(database: Database) -
     the retry window has passed; before that a retried Delete is told it was deleted."""
     connection = await runtime(database, JANE, "box", "jane@box.example")
     service = ConnectionsService(
-        connections=database.connections, audit=database.audit, settler=settler(database)
+        store=database.connections, audit=database.audit, settler=settler(database)
     )
     assert (await service.delete(owner(JANE), connection.id)).result.value == "done"
     assert (await service.delete(owner(JANE), connection.id)).result.value == "no_change"

@@ -7,15 +7,9 @@ from typing import Any
 
 import pytest
 
-from recipes.definitions import (
-    BUILTIN_COMMANDS,
-    ActionContext,
-    ActionResult,
-    RecipeBook,
-    RecipesConfigError,
-    load_recipes,
-)
+from recipes.config import RecipesConfigError, load_recipes
 from recipes.matching import Match, MatchProblem, match
+from recipes.model import BUILTIN_COMMANDS, ActionContext, ActionResult, RecipeBook
 from recipes.templates import TemplateError, render_url, template_values
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "recipes.example.toml"

@@ -180,12 +180,12 @@ async def test_run_is_audited_with_identity_and_without_secrets(world: World) ->
     the outcome and timings."""
     await world.run('sandbox opportunity "Audited deal" 42')
     [run] = await world.bot.database.recipe_runs.for_recipe("sandbox_opportunity")
-    assert run["invoker"]["aad_object_id"] == JANE.aad_object_id
-    assert run["inputs"] == {"name": "Audited deal", "amount": 42}
-    assert run["acted_as"]["connection_id"] == world.parent.id
-    assert run["acted_as"]["account"] == "omar@sandbox.example"
-    assert run["status"] == "succeeded"
-    assert run["duration_ms"] is not None and run["finished_at"] >= run["started_at"]
+    assert run.invoker.aad_object_id == JANE.aad_object_id
+    assert run.inputs == {"name": "Audited deal", "amount": 42}
+    assert run.acted_as.connection_id == world.parent.id
+    assert run.acted_as.account == "omar@sandbox.example"
+    assert run.status == "succeeded"
+    assert run.duration_ms is not None and run.finished_at >= run.started_at
     events = [e for e in await world.bot.database.audit.recent() if e.action == "recipe.ran"]
     assert events and events[0].connection_id == world.parent.id
 
@@ -352,7 +352,7 @@ async def test_connection_under_another_parent_is_never_used(world: World) -> No
 async def test_code_recipe_acts_through_the_same_runner(world: World) -> None:
     """A recipe registered in Python gets the connection's token and HTTP with the same rules."""
     from app import RECIPES_KEY
-    from recipes.definitions import ActionContext, ActionResult
+    from recipes.model import ActionContext, ActionResult
 
     async def count_opportunities(context: ActionContext) -> ActionResult:
         response = await context.http("GET", f"{context.api_base_url}/api/opportunities")

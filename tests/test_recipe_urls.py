@@ -22,7 +22,8 @@ import aiohttp
 import pytest
 
 import messages
-from recipes.definitions import BUILTIN_COMMANDS, RecipesConfigError, load_recipes
+from recipes.config import RecipesConfigError, load_recipes
+from recipes.model import BUILTIN_COMMANDS
 from recipes.templates import TargetError, render_target, template_values
 from storage.crypto import TokenCipher
 from storage.models import Connection, ProviderAccount

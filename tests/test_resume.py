@@ -151,7 +151,7 @@ async def test_run_waits_then_resumes_exactly_once(world: World) -> None:
     [url] = world.login_urls()
     assert world.created() == []
     [run] = await world.bot.database.recipe_runs.for_recipe("sandbox_opportunity")
-    assert run["status"] == "waiting_for_sign_in"
+    assert run.status == "waiting_for_sign_in"
 
     code = await world.browser_sign_in(url)
     await world.verify(code)
@@ -161,8 +161,8 @@ async def test_run_waits_then_resumes_exactly_once(world: World) -> None:
     assert world.created() == [("Acme", "jane@sandbox.example")]
     assert len(world.cards_saying("Created in Sandbox as jane@sandbox.example")) == 1
     [run] = await world.bot.database.recipe_runs.for_recipe("sandbox_opportunity")
-    assert run["status"] == "succeeded" and "sealed_arguments" not in run
-    assert run["acted_as"]["account"] == "jane@sandbox.example"
+    assert run.status == "succeeded" and run.sealed_arguments is None
+    assert run.acted_as.account == "jane@sandbox.example"
 
 
 async def test_several_waiting_runs_resume_in_order(world: World) -> None:
@@ -205,7 +205,7 @@ async def test_expiry_message_sent_once_with_two_processes(world: World) -> None
     expired = messages.RECIPE_SIGN_IN_EXPIRED.format(recipe="Sandbox opportunity")
     assert world.texts().count(expired) == 1
     [run] = await world.bot.database.recipe_runs.for_recipe("sandbox_opportunity")
-    assert run["status"] == "expired"
+    assert run.status == "expired"
     # Signing in afterwards connects, but the expired run does not come back.
     code = await world.browser_sign_in(world.login_urls()[0])
     await world.verify(code)
@@ -219,7 +219,7 @@ async def test_cancelled_sign_in_ends_waiting_runs(world: World) -> None:
     abandoned = messages.RECIPE_SIGN_IN_ABANDONED.format(recipe="Sandbox opportunity")
     assert abandoned in world.texts()
     [run] = await world.bot.database.recipe_runs.for_recipe("sandbox_opportunity")
-    assert run["status"] == "cancelled"
+    assert run.status == "cancelled"
     assert world.created() == []
 
 

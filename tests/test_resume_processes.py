@@ -187,4 +187,4 @@ async def test_expiry_is_announced_once_with_both_processes_sweeping(cluster: Cl
         await asyncio.sleep(0.05)  # polling the lease document, not waiting for a result
     assert [s.text for s in cluster.connector.sent].count(expired) == 1
     [run] = await cluster.database.recipe_runs.for_recipe("sandbox_opportunity")
-    assert run["status"] == "expired"
+    assert run.status == "expired"

@@ -144,11 +144,11 @@ async def test_forty_codes_across_two_processes(cluster: Cluster) -> None:  # no
     [run] = await cluster.database.recipe_runs.for_recipe("sandbox_opportunity")
     created = [o for o in cluster.sandbox.state.opportunities if o["name"] == "Guarded"]
     if record["step"] == "done":
-        assert events == [] and run["status"] == "succeeded" and len(created) == 1
+        assert events == [] and run.status == "succeeded" and len(created) == 1
     else:
         assert record["void_reason"] == "wrong_code"
         assert len(events) == 1 and events[0].details["revocation"] == "revoked"
-        assert run["status"] == "cancelled" and created == []
+        assert run.status == "cancelled" and created == []
 
 
 def channel_invoke(person: Person, service_url: str, code: str, kind: str) -> dict[str, Any]:

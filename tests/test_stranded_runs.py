@@ -103,7 +103,7 @@ async def test_run_stranded_before_sending_is_resumed_once(
     created = [o for o in sandbox.state.opportunities if o["name"] == "Stranded"]
     assert [o["created_by"]["email"] for o in created] == ["omar@sandbox.example"]
     run = await bot.database.recipe_runs.get(run_id)
-    assert run is not None and run["status"] == "succeeded" and "sealed_arguments" not in run
+    assert run is not None and run.status == "succeeded" and run.sealed_arguments is None
     await resumers[0].sweep_once()  # one more round: nothing is resumed or posted again
     assert len(results) == len(posted()) == 1
     events = [e for e in await bot.database.audit.recent() if e.action == "recipe.ran"]

@@ -240,7 +240,7 @@ def service_for(setup: Setup) -> tuple[ConnectionsService, ConnectionSettler]:
         revoke_grant=setup.service.revoke_grant,
     )
     service = ConnectionsService(
-        connections=setup.database.connections, audit=setup.database.audit, settler=settler
+        store=setup.database.connections, audit=setup.database.audit, settler=settler
     )
     return service, settler
 
