@@ -98,6 +98,8 @@ TENANT_NOT_ALLOWED = (
     "think it should be."
 )
 TURN_FAILED = "Sorry, something went wrong on my side. Please try again in a moment."
+# How a notice in a shared chat addresses a person whose name Teams did not send.
+GREETING_WITHOUT_NAME = "Hi"
 SENT_TO_PRIVATE_CHAT = (
     "{name}, I've sent your personal connections to you in a private chat with me."
 )
@@ -277,3 +279,17 @@ LOG_RECIPE_URL_REFUSED = "Recipe %s: request not sent, its URL %s"
 # recipes
 # Whom a person is told to ask when a recipe's app names no contact.
 RECIPE_CONTACT_UNKNOWN = "your administrator"
+
+# Card buttons and labels
+BUTTON_DISCONNECT = "Disconnect"
+BUTTON_DELETE = "Delete"
+BUTTON_RECONNECT = "Reconnect"
+BUTTON_PREVIOUS = "Previous"
+BUTTON_NEXT = "Next"
+BUTTON_CONFIRM_DELETE = "Confirm"
+BUTTON_CANCEL = "Cancel"
+BUTTON_OPEN_IN_APP = "Open in {app}"
+CONNECTION_PICKER_LABEL = "Connection"
+# A connection named in sentences ("Box (jane@contoso.com)") and in the picklist.
+CONNECTION_LABEL = "{app} ({account})"
+CONNECTION_CHOICE = "{app} — {account} ({status})"

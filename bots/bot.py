@@ -1,7 +1,10 @@
-"""The activity handler: tenant check, then messages to commands and card actions to verbs.
+"""The turn entry: the Bot Framework activity handler, from an SDK turn to the route table.
 
-Every invoke is answered here with a 200 (Teams shows "Unable to reach app" for a 501), and the
-`adaptiveCard/action` response is an msrest model, which is what the adapter can serialize.
+It checks the tenant, bounds the turn's time, makes the project's `Turn` (bots/delivery.py) and
+finds the handler in the route table (bots/routes.py): messages to command words and text
+matchers, card actions to verbs, other invokes by name. Every invoke is answered here with a
+200 (Teams shows "Unable to reach app" for a 501), and the `adaptiveCard/action` response is an
+msrest model, which is what the adapter can serialize.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from botbuilder.schema import Activity, ActivityTypes, InvokeResponse
 from msrest.serialization import Model
 
 import messages
+from bots.delivery import ProactiveSender, turn_of
 from bots.identity import command_text, mentions_bot, tenant_id_of
-from bots.router import Router
+from bots.routes import Routes
 from bots.turn import Turn
 from cards.adaptive import ADAPTIVE_CARD_CONTENT_TYPE
 from cards.verbs import VERB_KEY
@@ -69,9 +73,10 @@ def _action_of(activity: Activity) -> tuple[str, dict[str, Any]]:
 
 
 class RuntimeConnectionsBot(ActivityHandler):
-    def __init__(self, *, settings: Settings, router: Router) -> None:
+    def __init__(self, *, settings: Settings, routes: Routes, proactive: ProactiveSender) -> None:
         self._settings = settings
-        self._router = router
+        self._routes = routes
+        self._proactive = proactive
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
@@ -105,7 +110,7 @@ class RuntimeConnectionsBot(ActivityHandler):
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
-        turn = Turn.of(turn_context)
+        turn = turn_of(turn_context, self._proactive)
         value = activity.value
         if isinstance(value, dict) and isinstance(value.get(VERB_KEY), str):
             await self._card_submit(turn, value)
@@ -118,11 +123,11 @@ class RuntimeConnectionsBot(ActivityHandler):
             await turn.send_text(messages.MESSAGE_TOO_LONG.format(limit=MAX_TEXT_CHARS))
             return
         text = command_text(activity)
-        handler = self._router.match_command(text)
+        handler = self._routes.match_command(text)
         if handler is not None:
             await handler(turn)
             return
-        for matcher in self._router.text_matchers:
+        for matcher in self._routes.text_matchers:
             if await matcher(turn, text):
                 return
         log.info(messages.LOG_UNMATCHED_TEXT, len(text))
@@ -131,7 +136,7 @@ class RuntimeConnectionsBot(ActivityHandler):
     async def _card_submit(self, turn: Turn, value: dict[str, Any]) -> None:
         """Action.Submit (the fallback of every Action.Execute): answer with a new message."""
         verb = value[VERB_KEY]
-        handler = self._router.match_verb(verb)
+        handler = self._routes.match_verb(verb)
         if handler is None:
             log.info(messages.LOG_UNKNOWN_VERB, verb[:64])
             await turn.send_text(messages.CARD_ACTION_UNKNOWN)
@@ -146,22 +151,22 @@ class RuntimeConnectionsBot(ActivityHandler):
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         activity = turn_context.activity
         if activity.name != ADAPTIVE_CARD_ACTION:
-            invoke_handler = self._router.invokes.get(activity.name or "")
+            invoke_handler = self._routes.match_invoke(activity.name or "")
             if invoke_handler is None:
                 log.info(messages.LOG_UNKNOWN_INVOKE, (activity.name or "")[:64])
                 return InvokeResponse(status=200)
             try:
-                await invoke_handler(Turn.of(turn_context), activity.value)
+                await invoke_handler(turn_of(turn_context, self._proactive), activity.value)
             except Exception:
                 log.exception(messages.LOG_TURN_ERROR, activity.type)
             return InvokeResponse(status=200)
         verb, data = _action_of(activity)
-        handler = self._router.match_verb(verb)
+        handler = self._routes.match_verb(verb)
         if handler is None:
             log.info(messages.LOG_UNKNOWN_VERB, verb[:64])
             return card_action_response(messages.CARD_ACTION_UNKNOWN)
         try:
-            reply = await handler(Turn.of(turn_context), data)
+            reply = await handler(turn_of(turn_context, self._proactive), data)
         except Exception:
             log.exception(messages.LOG_TURN_ERROR, activity.type)
             return card_action_response(messages.TURN_FAILED)

@@ -12,61 +12,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import messages
-from bots.private_chat import private_chat_notice, send_card_privately
-from bots.router import Router
-from bots.turn import Card, Turn
-from cards import verbs
+from bots.card_data import chosen_connection, page_of
+from bots.turn import Turn
+from cards.adaptive import Card
 from cards.connections import confirm_delete, connections_picklist
 from cards.help import help_card
-from connections.service import ConnectionsService, Outcome, Result
+from connections.service import ChangeReport, ChangeResult, ConnectionsService
 from storage.models import Owner
 
 VerbReply = Card | str
 
 
-# No one has this many pages; a bigger number is only clamped to the last page anyway.
-_MAX_PAGE = 1_000_000
-
-
-def _page(data: dict[str, Any]) -> int:
-    """The page a card action asks for: a whole number from the card's data, else 0.
-
-    The data comes from the request body, so it may be any JSON: a float such as 1e999 (inf)
-    or NaN, a huge or negative number, a string, null, a list or an object.
-    """
-    value = data.get(verbs.PAGE_KEY, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return 0
-    try:
-        page = int(value)
-    except (ValueError, OverflowError):  # NaN, inf, "x", or more digits than int() reads
-        return 0
-    return min(max(page, 0), _MAX_PAGE)
-
-
-def _chosen_connection(data: dict[str, Any]) -> str | None:
-    value = data.get(verbs.CONNECTION_INPUT)
-    return value.strip() if isinstance(value, str) and value.strip() else None
+def private_chat_notice(turn: Turn, *, sent: bool) -> str:
+    """What stays in a shared chat when the answer went to the person's 1:1 chat."""
+    template = messages.SENT_TO_PRIVATE_CHAT if sent else messages.PRIVATE_CHAT_UNAVAILABLE
+    return template.format(name=turn.greeting_name)
 
 
 @dataclass(frozen=True)
 class ConnectionsHandlers:
     service: ConnectionsService
-    bot_app_id: str
     # (usage, description) of each recipe, for the help card.
     recipes_help: tuple[tuple[str, str], ...] = ()
-
-    def register(self, router: Router) -> None:
-        router.command(verbs.HELP, handler=self.help)
-        router.command(
-            verbs.PERSONAL_CONNECTIONS, verbs.CONNECTIONS_ALIAS, handler=self.personal_connections
-        )
-        router.verb(verbs.SHOW_CONNECTIONS, self.show_connections)
-        router.verb(verbs.PAGE, self.page)
-        router.verb(verbs.DISCONNECT, self.disconnect)
-        router.verb(verbs.DELETE, self.delete)
-        router.verb(verbs.CONFIRM_DELETE, self.confirm_delete)
-        router.verb(verbs.CANCEL_DELETE, self.cancel_delete)
 
     async def help(self, turn: Turn) -> None:
         await turn.send_card(help_card(self.recipes_help))
@@ -76,20 +43,19 @@ class ConnectionsHandlers:
         if turn.personal:
             await turn.send_card(card)
             return
-        sent = await send_card_privately(turn.context, card, bot_app_id=self.bot_app_id)
-        await turn.send_text(private_chat_notice(turn.context, sent=sent))
+        sent = await self._send_privately(turn, card)
+        await turn.send_text(private_chat_notice(turn, sent=sent))
 
     async def show_connections(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
         if turn.personal:
             return await self._picklist(turn)
-        card = await self._picklist(turn)
-        sent = await send_card_privately(turn.context, card, bot_app_id=self.bot_app_id)
-        return private_chat_notice(turn.context, sent=sent)
+        sent = await self._send_privately(turn, await self._picklist(turn))
+        return private_chat_notice(turn, sent=sent)
 
     async def page(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
         if not turn.personal:
             return messages.PRIVATE_CHAT_ONLY
-        return await self._picklist(turn, page=_page(data))
+        return await self._picklist(turn, page=page_of(data))
 
     async def disconnect(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
         return await self._act(turn, data, self.service.disconnect)
@@ -97,17 +63,17 @@ class ConnectionsHandlers:
     async def delete(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
         if not turn.personal:
             return messages.PRIVATE_CHAT_ONLY
-        chosen = _chosen_connection(data)
+        chosen = chosen_connection(data)
         if chosen is None:
             return await self._picklist(
-                turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION
+                turn, page=page_of(data), problem=messages.CHOOSE_A_CONNECTION
             )
         view = await self.service.view(turn.owner, chosen)
         if view is None:
             return await self._picklist(
-                turn, page=_page(data), problem=messages.CONNECTION_NOT_FOUND
+                turn, page=page_of(data), problem=messages.CONNECTION_NOT_FOUND
             )
-        return confirm_delete(view, page=_page(data))
+        return confirm_delete(view, page=page_of(data))
 
     async def confirm_delete(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
         return await self._act(turn, data, self.service.delete)
@@ -115,26 +81,26 @@ class ConnectionsHandlers:
     async def cancel_delete(self, turn: Turn, data: dict[str, Any]) -> VerbReply:
         if not turn.personal:
             return messages.PRIVATE_CHAT_ONLY
-        return await self._picklist(turn, page=_page(data), result=messages.DELETE_CANCELLED)
+        return await self._picklist(turn, page=page_of(data), result=messages.DELETE_CANCELLED)
 
     async def _act(
         self,
         turn: Turn,
         data: dict[str, Any],
-        action: Callable[[Owner, str], Awaitable[Outcome]],
+        action: Callable[[Owner, str], Awaitable[ChangeReport]],
     ) -> VerbReply:
         """Apply `action` to the chosen connection and answer with the updated list."""
         if not turn.personal:
             return messages.PRIVATE_CHAT_ONLY
-        chosen = _chosen_connection(data)
+        chosen = chosen_connection(data)
         if chosen is None:
             return await self._picklist(
-                turn, page=_page(data), problem=messages.CHOOSE_A_CONNECTION
+                turn, page=page_of(data), problem=messages.CHOOSE_A_CONNECTION
             )
         outcome = await action(turn.owner, chosen)
-        if outcome.result is Result.NOT_FOUND:
-            return await self._picklist(turn, page=_page(data), problem=outcome.message)
-        return await self._picklist(turn, page=_page(data), result=outcome.message)
+        if outcome.result is ChangeResult.NOT_FOUND:
+            return await self._picklist(turn, page=page_of(data), problem=outcome.message)
+        return await self._picklist(turn, page=page_of(data), result=outcome.message)
 
     async def _picklist(
         self,
@@ -146,3 +112,10 @@ class ConnectionsHandlers:
     ) -> Card:
         views = await self.service.list_views(turn.owner)
         return connections_picklist(views, page=page, result=result, problem=problem)
+
+    @staticmethod
+    async def _send_privately(turn: Turn, card: Card) -> bool:
+        async def build(_: Any) -> Card:
+            return card
+
+        return await turn.replies.send_privately(build)

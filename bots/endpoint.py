@@ -21,6 +21,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from botbuilder.core import TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
@@ -29,7 +30,8 @@ from msrest.exceptions import DeserializationError
 from msrest.serialization import Model
 
 import messages
-from bots.auth import ActivityRefused, SigningKeysUnavailable
+from bots.auth import ActivityRefused, SigningKeysUnavailable, TeamsBotAuthentication
+from settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,17 @@ def _invalid_field(body: dict[str, Any]) -> str | None:
         if isinstance(value, str) and value and not _HEADER_SAFE.fullmatch(value):
             return ".".join(path)
     return None
+
+
+def make_adapter(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    on_turn_error: Callable[[TurnContext, Exception], Awaitable[None]],
+) -> CloudAdapter:
+    """The Bot Framework adapter, authenticating with this bot's registration (bots/auth.py)."""
+    adapter = CloudAdapter(TeamsBotAuthentication(settings, session))
+    adapter.on_turn_error = on_turn_error
+    return adapter
 
 
 def messages_endpoint(

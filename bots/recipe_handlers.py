@@ -6,7 +6,7 @@ activity never runs the action twice (the runner keys runs by activity). When th
 person's own connection, the Login card goes to their 1:1 chat.
 
 Run results are plain data (`recipes.results.RunResult`), rendered here as cards with
-`cards.recipes.run_result_card`. `conversation_reporter` is the Teams side of the resumer's
+`cards.recipes.run_result_card`. `result_reporter` is the Teams side of the resumer's
 `report` callback (`recipes.resume.RunResumer`): it posts a resumed or ended run's result into
 the conversation the run came from.
 """
@@ -15,27 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from botbuilder.core import BotAdapter, CardFactory, MessageFactory, TurnContext
-from botbuilder.schema import ConversationReference
 
 import background
 import messages
-from bots.router import Router
 from bots.signin_handlers import LoginCardSender
-from bots.turn import Turn
+from bots.turn import ConversationRef, Reply, Turn
 from cards.recipes import run_result_card
 from recipes.matching import Match, MatchProblem, match
 from recipes.model import RecipeBook
 from recipes.results import Outcome, RunResult
 from recipes.resume import Report
 from recipes.runner import RecipeRunner, RunLeftToSweeper, RunRequest
+from storage.models import Owner
 
 log = logging.getLogger(__name__)
 
 ACKNOWLEDGE_AFTER_S = 2.0
+# Posts a reply into a conversation known by its reference (bots/delivery.ProactiveSender.post).
+Post = Callable[[ConversationRef, Reply], Awaitable[None]]
 
 
 @dataclass
@@ -43,12 +42,8 @@ class RecipeHandlers:
     book: RecipeBook
     runner: RecipeRunner
     login_cards: LoginCardSender
-    bot_app_id: str
     acknowledge_after_s: float = ACKNOWLEDGE_AFTER_S
     _background: set[asyncio.Task[None]] = field(default_factory=set)
-
-    def register(self, router: Router) -> None:
-        router.text(self.typed)
 
     def help_entries(self) -> list[tuple[str, str]]:
         return [(recipe.usage(), recipe.description or recipe.name) for recipe in self.book]
@@ -65,22 +60,19 @@ class RecipeHandlers:
         return True
 
     async def _run(self, turn: Turn, found: Match) -> None:
-        activity = turn.context.activity
         request = RunRequest(
             recipe=found.recipe,
             arguments=found.arguments,
             invoker=turn.owner,
-            activity_key=f"{activity.conversation.id}|{activity.id}",
-            conversation=TurnContext.get_conversation_reference(activity).serialize(),
+            activity_key=turn.activity_key,
+            conversation=turn.replies.reference(),
         )
         task = asyncio.create_task(self.runner.run(request))
         done, _ = await asyncio.wait({task}, timeout=self.acknowledge_after_s)
         if done and not isinstance(task.exception(), RunLeftToSweeper):
-            await self._answer(turn.context, task.result())
+            await self._answer(turn, task.result(), owner=turn.owner)
             return
         await turn.send_text(messages.RECIPE_WORKING.format(recipe=found.recipe.name))
-        reference = TurnContext.get_conversation_reference(activity)
-        adapter = turn.context.adapter
         owner = turn.owner
 
         async def post_later() -> None:
@@ -89,13 +81,11 @@ class RecipeHandlers:
             except RunLeftToSweeper:
                 return  # the sweeper ends the run and tells the person, once
 
-            async def answer(context: TurnContext) -> None:
-                # The proactive turn has no sender; the Login card needs to know who asked.
-                context.activity.from_property = activity.from_property
-                await self._answer(context, result, owner=owner)
+            async def answer(later: Turn) -> None:
+                await self._answer(later, result, owner=owner)
 
             try:
-                await adapter.continue_conversation(reference, answer, self.bot_app_id)
+                await turn.replies.continue_later(answer)
             except Exception:  # the result is recorded; only telling the person failed
                 log.exception(messages.LOG_COULD_NOT_TELL)
 
@@ -103,42 +93,35 @@ class RecipeHandlers:
         self._background.add(later)
         later.add_done_callback(self._background.discard)
 
-    async def _answer(self, context: TurnContext, result: RunResult, owner: Any = None) -> None:
+    async def _answer(self, turn: Turn, result: RunResult, *, owner: Owner) -> None:
         if result.outcome is Outcome.DUPLICATE:
             return
         card = run_result_card(result)
         if card is not None:
-            await context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
+            await turn.send_card(card)
         if result.outcome is Outcome.SIGN_IN_NEEDED and result.sign_in_parent is not None:
+            # A later turn is proactive: the person is the one who asked, not whoever Teams
+            # names in it.
             await self.login_cards.send(
-                context,
-                owner=owner or Turn.of(context).owner,
-                parent=result.sign_in_parent,
-                run_id=result.run_id,
+                turn, owner=owner, parent=result.sign_in_parent, run_id=result.run_id
             )
 
     async def close(self) -> None:
         await background.stop(*self._background)
 
 
-def conversation_reporter(adapter: BotAdapter, bot_app_id: str) -> Report:
-    """The Teams side of `RunResumer.report`: posts a run's result (its card, else its
-    sentence), or a sentence, into the conversation whose serialized reference is given, as a
-    proactive message through `adapter`."""
+def result_reporter(post: Post) -> Report:
+    """The Teams side of `RunResumer.report`: a run's result card (else its sentence), or a
+    sentence, posted into the conversation the run came from."""
 
-    async def report(conversation: dict[str, Any], outcome: RunResult | str) -> None:
-        reference = ConversationReference().deserialize(conversation)
-        card = None if isinstance(outcome, str) else run_result_card(outcome)
-        text = outcome if isinstance(outcome, str) else outcome.message
-
-        async def send(context: TurnContext) -> None:
-            if card is not None:
-                await context.send_activity(
-                    MessageFactory.attachment(CardFactory.adaptive_card(card))
-                )
-            elif text:
-                await context.send_activity(MessageFactory.text(text))
-
-        await adapter.continue_conversation(reference, send, bot_app_id)
+    async def report(conversation: ConversationRef, outcome: RunResult | str) -> None:
+        if isinstance(outcome, str):
+            await post(conversation, outcome)
+            return
+        card = run_result_card(outcome)
+        if card is not None:
+            await post(conversation, card)
+        elif outcome.message:
+            await post(conversation, outcome.message)
 
     return report

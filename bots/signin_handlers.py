@@ -1,6 +1,6 @@
 """Sign-in in Teams: sending Login cards, the Reconnect button, and verifying the code.
 
-`LoginCardSender.send` is what the recipe runner calls ("this person, this parent connection, this
+`LoginCardSender.send` is what the recipe handlers call ("this person, this parent connection, this
 run to resume"): the Login card always goes to the person's 1:1 chat, with a notice in the
 channel when the request came from one. Verification arrives as Teams' `signin/verifyState`
 invoke or as the 6-digit code typed in the 1:1 chat.
@@ -12,15 +12,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from botbuilder.core import MessageFactory, TurnContext
-from botbuilder.schema import Attachment
-
 import messages
-from bots.private_chat import send_attachment_privately
-from bots.resume import RunResumer
-from bots.router import Router
-from bots.turn import Turn
-from cards import verbs
+from bots.card_data import chosen_connection, page_of
+from bots.turn import Attachment, ConversationRef, Reply, Turn
 from cards.connections import connections_picklist
 from cards.signin import login_card
 from connections.service import ConnectionsService, Reconnect
@@ -30,6 +24,7 @@ from oauth.signin import (
     VerifyResult,
     looks_like_code,
 )
+from recipes.resume import RunResumer
 from storage.models import Connection, Owner
 
 log = logging.getLogger(__name__)
@@ -37,17 +32,12 @@ log = logging.getLogger(__name__)
 VERIFY_STATE_INVOKE = "signin/verifyState"
 
 
-def _attachment(card: dict[str, Any]) -> Attachment:
-    return Attachment(content_type=card["contentType"], content=card["content"])
-
-
 @dataclass(frozen=True)
 class LoginCardSender:
     signin: SignInService
-    bot_app_id: str
 
     async def send(
-        self, context: TurnContext, *, owner: Owner, parent: Connection, run_id: str | None = None
+        self, turn: Turn, *, owner: Owner, parent: Connection, run_id: str | None = None
     ) -> bool:
         """Send `owner` a Login card for `parent`'s app in their 1:1 chat.
 
@@ -56,32 +46,25 @@ class LoginCardSender:
         """
         provider = self.signin.provider_for(parent)
         app_name = provider.name if provider else parent.provider
-        personal = Turn.of(context).personal
-        if personal:
-            conversation = TurnContext.get_conversation_reference(context.activity).serialize()
+
+        async def card_for(conversation: ConversationRef) -> Reply:
+            # The sign-in remembers the chat its card is in: the code is checked there.
             url = await self.signin.start(
                 owner=owner, parent=parent, conversation=conversation, run_id=run_id
             )
-            await context.send_activity(
-                MessageFactory.attachment(_attachment(login_card(app_name=app_name, start_url=url)))
-            )
+            card = login_card(app_name=app_name, start_url=url)
+            return Attachment(content_type=card["contentType"], content=card["content"])
+
+        if turn.personal:
+            await turn.replies.send(await card_for(turn.replies.reference()))
             return True
-
-        async def build(private: TurnContext) -> Attachment:
-            conversation = TurnContext.get_conversation_reference(private.activity).serialize()
-            url = await self.signin.start(
-                owner=owner, parent=parent, conversation=conversation, run_id=run_id
-            )
-            return _attachment(login_card(app_name=app_name, start_url=url))
-
-        sent = await send_attachment_privately(context, build, bot_app_id=self.bot_app_id)
-        name = (context.activity.from_property.name or "").strip() or "Hi"
+        sent = await turn.replies.send_privately(card_for)
         notice = (
-            messages.LOGIN_CARD_SENT_PRIVATELY.format(name=name, app=app_name)
+            messages.LOGIN_CARD_SENT_PRIVATELY.format(name=turn.greeting_name, app=app_name)
             if sent
-            else messages.PRIVATE_CHAT_UNAVAILABLE.format(name=name)
+            else messages.PRIVATE_CHAT_UNAVAILABLE.format(name=turn.greeting_name)
         )
-        await context.send_activity(notice)
+        await turn.send_text(notice)
         return sent
 
 
@@ -93,19 +76,13 @@ class SignInHandlers:
     # Resumes or ends the recipe runs that waited for a sign-in.
     resumer: RunResumer | None = None
 
-    def register(self, router: Router) -> None:
-        router.verb(verbs.RECONNECT, self.reconnect)
-        router.invoke(VERIFY_STATE_INVOKE, self.verify_state)
-        router.text(self.typed_code)
-
     async def reconnect(self, turn: Turn, data: dict[str, Any]) -> dict[str, Any] | str:
         if not turn.personal:
             return messages.PRIVATE_CHAT_ONLY
-        page = data.get(verbs.PAGE_KEY, 0)
-        page = page if isinstance(page, int) and not isinstance(page, bool) else 0
-        chosen = data.get(verbs.CONNECTION_INPUT)
+        page = page_of(data)
+        chosen = chosen_connection(data)
         views = await self.connections.list_views(turn.owner)
-        if not isinstance(chosen, str) or not chosen:
+        if chosen is None:
             return connections_picklist(views, page=page, problem=messages.CHOOSE_A_CONNECTION)
         plan = await self.connections.reconnect(
             turn.owner,
@@ -122,7 +99,7 @@ class SignInHandlers:
             return connections_picklist(
                 views, page=page, problem=messages.RECONNECT_NOT_POSSIBLE.format(label=plan.label)
             )
-        await self.login_cards.send(turn.context, owner=turn.owner, parent=plan.parent)
+        await self.login_cards.send(turn, owner=turn.owner, parent=plan.parent)
         return connections_picklist(
             views, page=page, result=messages.RECONNECT_SENT.format(app=plan.app_name)
         )

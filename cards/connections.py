@@ -31,7 +31,9 @@ def clamp_page(page: int, total: int) -> int:
 
 
 def choice_title(view: ConnectionView) -> str:
-    return f"{view.app_name} — {view.account} ({view.status_label})"
+    return messages.CONNECTION_CHOICE.format(
+        app=view.app_name, account=view.account, status=view.status_label
+    )
 
 
 def connections_picklist(
@@ -79,21 +81,25 @@ def connections_picklist(
             "isRequired": True,
             "errorMessage": messages.CONNECTIONS_PICK_REQUIRED,
             "placeholder": messages.CONNECTIONS_PICK_PLACEHOLDER,
-            "label": "Connection",
+            "label": messages.CONNECTION_PICKER_LABEL,
             "choices": [{"title": choice_title(view), "value": view.id} for view in shown],
         }
     )
     body.append(text(messages.CONNECTIONS_HINT, isSubtle=True, size="Small"))
     actions = [
-        execute("Disconnect", DISCONNECT, {PAGE_KEY: page}),
-        execute("Delete", DELETE, {PAGE_KEY: page}, style="destructive"),
+        execute(messages.BUTTON_DISCONNECT, DISCONNECT, {PAGE_KEY: page}),
+        execute(messages.BUTTON_DELETE, DELETE, {PAGE_KEY: page}, style="destructive"),
     ]
     if any(view.status in RECONNECTABLE for view in shown):
-        actions.insert(0, execute("Reconnect", RECONNECT, {PAGE_KEY: page}, style="positive"))
+        actions.insert(
+            0, execute(messages.BUTTON_RECONNECT, RECONNECT, {PAGE_KEY: page}, style="positive")
+        )
     if page > 0:
-        actions.append(execute("Previous", PAGE, {PAGE_KEY: page - 1}, with_inputs=False))
+        actions.append(
+            execute(messages.BUTTON_PREVIOUS, PAGE, {PAGE_KEY: page - 1}, with_inputs=False)
+        )
     if first + PAGE_SIZE < len(views):
-        actions.append(execute("Next", PAGE, {PAGE_KEY: page + 1}, with_inputs=False))
+        actions.append(execute(messages.BUTTON_NEXT, PAGE, {PAGE_KEY: page + 1}, with_inputs=False))
     return card(body, actions)
 
 
@@ -105,13 +111,13 @@ def confirm_delete(view: ConnectionView, *, page: int = 0) -> Card:
     ]
     actions = [
         execute(
-            "Confirm",
+            messages.BUTTON_CONFIRM_DELETE,
             CONFIRM_DELETE,
             {CONNECTION_INPUT: view.id, PAGE_KEY: page},
             style="destructive",
             with_inputs=False,
         ),
-        execute("Cancel", CANCEL_DELETE, {PAGE_KEY: page}, with_inputs=False),
+        execute(messages.BUTTON_CANCEL, CANCEL_DELETE, {PAGE_KEY: page}, with_inputs=False),
     ]
     return card(body, actions)
 

@@ -57,7 +57,13 @@ def recipe_result(
                 "facts": [{"title": label, "value": value} for label, value in fields.items()],
             }
         )
-    actions = [{"type": "Action.OpenUrl", "title": f"Open in {app_name}", "url": link}]
+    actions = [
+        {
+            "type": "Action.OpenUrl",
+            "title": messages.BUTTON_OPEN_IN_APP.format(app=app_name),
+            "url": link,
+        }
+    ]
     return card(body, actions if link else None)
 
 

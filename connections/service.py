@@ -1,7 +1,7 @@
 """Listing, reconnecting, disconnecting and deleting connections, with an audit line each.
 
 The one way every surface (the Teams handlers, the operator CLI) reads or changes connections.
-Results are plain data (`ConnectionView`, `Outcome`, `ReconnectPlan`) that the surfaces turn
+Results are plain data (`ConnectionView`, `ChangeReport`, `ReconnectPlan`) that the surfaces turn
 into cards or lines; `view_of` makes a card's view of a stored record.
 """
 
@@ -41,17 +41,17 @@ def view_of(connection: Connection, names: Callable[[str], str] = display_name) 
     )
 
 
-class Result(StrEnum):
+class ChangeResult(StrEnum):
     DONE = "done"
     NO_CHANGE = "no_change"
     NOT_FOUND = "not_found"
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ChangeReport:
     """What an action did, and the one line to tell the person."""
 
-    result: Result
+    result: ChangeResult
     message: str
 
 
@@ -115,34 +115,36 @@ class ConnectionsService:
             return ReconnectPlan(Reconnect.NOT_POSSIBLE, view.label, view.app_name)
         return ReconnectPlan(Reconnect.READY, view.label, view.app_name, parent)
 
-    async def disconnect(self, owner: Owner, connection_id: str) -> Outcome:
+    async def disconnect(self, owner: Owner, connection_id: str) -> ChangeReport:
         """Sign the person out of one connection, keeping the record as Disconnected."""
         change, previous = await self.store.disconnect(
             connection_id=connection_id, owner=owner, actor=Actor.person(owner)
         )
         if change is Change.NOT_FOUND:
-            return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
+            return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
         if change is Change.UNCHANGED or previous is None:
             # A retried press: say what is true, and finish anything a crash left behind.
             await self._settle(connection_id)
             current = await self.store.get_for_owner(connection_id=connection_id, owner=owner)
             label = view_of(current, self.names).label if current else ""
-            return Outcome(Result.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label))
+            return ChangeReport(
+                ChangeResult.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label)
+            )
         await self._settle(connection_id)
         label = view_of(previous, self.names).label
-        return Outcome(Result.DONE, messages.DISCONNECTED.format(label=label))
+        return ChangeReport(ChangeResult.DONE, messages.DISCONNECTED.format(label=label))
 
-    async def delete(self, owner: Owner, connection_id: str) -> Outcome:
+    async def delete(self, owner: Owner, connection_id: str) -> ChangeReport:
         """Remove one of the person's connections; they sign in again the next time."""
         deleted = await self.store.delete_for_owner(connection_id=connection_id, owner=owner)
         if deleted is None:
             if await self.store.was_deleted_for_owner(connection_id=connection_id, owner=owner):
                 await self._settle(connection_id)
-                return Outcome(Result.NO_CHANGE, messages.ALREADY_DELETED)
-            return Outcome(Result.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
+                return ChangeReport(ChangeResult.NO_CHANGE, messages.ALREADY_DELETED)
+            return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
         await self._settle(connection_id)
-        return Outcome(
-            Result.DONE, messages.DELETED.format(label=view_of(deleted, self.names).label)
+        return ChangeReport(
+            ChangeResult.DONE, messages.DELETED.format(label=view_of(deleted, self.names).label)
         )
 
     # --- The operator's command line -----------------------------------------------------------

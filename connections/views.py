@@ -25,7 +25,7 @@ class ConnectionView:
 
     @property
     def label(self) -> str:
-        return f"{self.app_name} ({self.account})"
+        return messages.CONNECTION_LABEL.format(app=self.app_name, account=self.account)
 
     @property
     def status_label(self) -> str:

@@ -3,7 +3,7 @@ and runs stranded by a stopped process: taken over once.
 
 Resuming happens in whichever process verified the sign-in, and its result goes to the
 conversation the run came from through `report`, a callback of the surface (in Teams a
-proactive message, see `bots.recipe_handlers.conversation_reporter`), so the person never
+proactive message, see `bots.recipe_handlers.result_reporter`), so the person never
 retypes the command. Every waiting run is claimed with a conditional update before anything
 happens to it, so it resumes or ends exactly once, however many times a code is repeated and
 however many processes sweep.

@@ -4,13 +4,7 @@ Events are usually not written here directly: a change and its event are written
 of the changed record (its `outbox`, see storage/outbox.py) and moved here exactly once, so a
 crash between the two can never lose the event. `event()` builds the document both ways use.
 
-Methods:
-    ensure_indexes(): create the indexes.
-    event(actor=, action=, connection=, details=) -> dict: an event document with its own id.
-    record(actor=, action=, connection=, details=): append one event (no record changed).
-    insert_event(document) -> bool: append a prepared event once (False: it already was).
-    for_connection(connection_id): the events about one connection, oldest first.
-    recent(limit=): the newest events.
+Its methods are listed, with what each does, in `storage.protocols.AuditRecords`.
 """
 
 from __future__ import annotations

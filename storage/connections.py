@@ -11,23 +11,7 @@ crash can lose neither. A deleted record becomes a tombstone (kind `deleted`: in
 query here) until its revocation and events are finished, then it is purged
 (connections/settle.py).
 
-Methods:
-    ensure_indexes()
-    create_parent(provider=, owner=, account=, tenant_id=, ...) -> Connection
-    find_parent(name, tenant_id=) -> Connection | None
-    parent_tenants(name) -> set[str]
-    create_runtime(parent_id=, owner=, account=, ...) -> Connection
-    get(connection_id) -> Connection | None
-    get_for_owner(connection_id=, owner=) -> Connection | None
-    list_for_owner(owner=) -> list[Connection]          (runtime connections only)
-    list_all(kind=) -> list[Connection]
-    disconnect_for_owner(connection_id=, owner=) -> Change
-    disconnect(connection_id=, owner=, actor=) -> (Change, Connection | None)
-    delete_for_owner(connection_id=, owner=, actor=) -> Connection | None
-    delete(connection_id, kind=, actor=) -> Connection | None   (operators)
-    was_deleted_for_owner(connection_id=, owner=) -> bool
-    needing_settlement(now=) -> list[ObjectId]
-    purge_tombstone (revocations themselves: storage/revocations.py)
+Its methods are listed, with what each does, in `storage.protocols.ConnectionRecords`.
 """
 
 from __future__ import annotations

@@ -15,24 +15,7 @@ Only hashes of the state and of the verification code are stored; the PKCE verif
 pending tokens are encrypted. `expires_at` is checked in every query; the TTL index only cleans
 up later. No multi-document transactions (a standalone mongod refuses them).
 
-Methods:
-    ensure_indexes()
-    create(...) -> LoginState
-    find_by_state(state_hash) -> LoginState | None  (any step, expired or not)
-    get(login_id) -> LoginState | None
-    claim_for_callback(state_hash) -> LoginState | None
-    fail(login_id)
-    attach_result(login_id=, tokens=, account=, api_base_url=, scopes=, code_hash=) -> bool
-    pending_for(owner, parent_id=None) -> list[LoginState]
-    claim_for_code(owner=, attempt=) -> list[LoginState]
-    complete_claimed(login_id, attempt=) -> bool
-    release_claim(login_id, attempt=)
-    find_used_code(owner=, code_hash=) -> LoginState | None
-    voided_by_wrong_code(owner) -> bool
-    void(login, reason=) -> bool  (keeps a held grant as a revocation: storage/revocations.py)
-    with_revocation_due(now=, limit=) -> list[ObjectId]
-    complete_parent(login_id) -> bool
-    expired_with_grants(now=, limit=) -> list[LoginState]
+Its methods are listed, with what each does, in `storage.protocols.LoginStateRecords`.
 """
 
 from __future__ import annotations

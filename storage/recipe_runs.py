@@ -12,19 +12,7 @@ one update (its outbox, see storage/outbox.py).
 
 Runs are read as `RecipeRun` models (ids as 24-hex strings).
 
-Methods:
-    ensure_indexes()
-    start(..., run_id=) -> str | None       (None: this activity already has a run)
-    mark_sending(run_id)
-    finish(run_id, status=, acted_as=, result=, event=) -> bool
-    wait_for_sign_in(run_id, ...)
-    waiting_for(owner=, parent_id=) -> list[RecipeRun]
-    claim_waiting(run_id, to=, lease_until=) -> RecipeRun | None
-    expired_waiting(now=) -> list[RecipeRun]
-    stranded(now=) -> list[RecipeRun]
-    claim_stranded(run_id, holder=, until=, now=) -> RecipeRun | None
-    get(run_id) -> RecipeRun | None
-    for_recipe(recipe) -> list[RecipeRun]
+Its methods are listed, with what each does, in `storage.protocols.RecipeRunRecords`.
 """
 
 from __future__ import annotations

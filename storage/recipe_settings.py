@@ -3,11 +3,7 @@
 The database wins: a recipe's setting is seeded from the recipes file only when absent, and is
 read on every run, so a change takes effect on the next run without a restart.
 
-Methods:
-    seed(defaults) -> int                   (inserts only missing recipes)
-    verify_user_access(recipe, default=) -> bool
-    set_verify_user_access(recipe, value, changed_by=) -> None
-    all() -> dict[str, bool]
+Its methods are listed, with what each does, in `storage.protocols.RecipeSettingRecords`.
 """
 
 from __future__ import annotations

@@ -351,14 +351,14 @@ async def test_connection_under_another_parent_is_never_used(world: World) -> No
 
 async def test_code_recipe_acts_through_the_same_runner(world: World) -> None:
     """A recipe registered in Python gets the connection's token and HTTP with the same rules."""
-    from app import RECIPES_KEY
+    from app import WIRING_KEY
     from recipes.model import ActionContext, ActionResult
 
     async def count_opportunities(context: ActionContext) -> ActionResult:
         response = await context.http("GET", f"{context.api_base_url}/api/opportunities")
         return ActionResult(fields={"Opportunities": str(len(response.json))})
 
-    book = world.bot.client.server.app[RECIPES_KEY]
+    book = world.bot.client.server.app[WIRING_KEY].book
     book.register(
         "count_opportunities",
         name="Count opportunities",

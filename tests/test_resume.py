@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 import messages
-from app import RESUMER_KEY
+from app import WIRING_KEY
 from storage.crypto import TokenCipher
 from storage.models import ConnectionStatus, ProviderAccount
 from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot, free_port
@@ -199,7 +199,7 @@ async def test_expiry_message_sent_once_with_two_processes(world: World) -> None
     await world.bot.database.db["recipe_runs"].update_many(
         {}, {"$set": {"wait_expires_at": datetime.now(UTC) - timedelta(seconds=1)}}
     )
-    resumers = [bot.client.server.app[RESUMER_KEY] for bot in world.bots]
+    resumers = [bot.client.server.app[WIRING_KEY].resumer for bot in world.bots]
     ended = await asyncio.gather(*(r.sweep_once() for r in resumers * 3))
     assert sum(ended) == 1
     expired = messages.RECIPE_SIGN_IN_EXPIRED.format(recipe="Sandbox opportunity")

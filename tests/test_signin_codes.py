@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 import messages
-from app import RESUMER_KEY
+from app import WIRING_KEY
 from oauth.signin import hash_state
 from storage.crypto import TokenCipher
 from storage.models import ConnectionStatus, EncryptedTokens
@@ -211,7 +211,7 @@ async def test_expired_sign_in_revokes_its_grant(world: World) -> None:  # noqa:
     await world.bot.database.db["login_states"].update_one(
         {"_id": record["_id"]}, {"$set": {"expires_at": record["created_at"]}}
     )
-    resumer = world.bot.client.server.app[RESUMER_KEY]
+    resumer = world.bot.client.server.app[WIRING_KEY].resumer
     await resumer.sweep_once()
     await resumer.sweep_once()
     assert await userinfo_status(world, record["tokens"]) == 401

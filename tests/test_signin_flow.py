@@ -26,7 +26,8 @@ from cryptography.fernet import Fernet
 
 import messages
 from admin.cli import main
-from app import ADAPTER_KEY, LOGIN_CARDS_KEY, SIGNIN_KEY
+from app import WIRING_KEY
+from bots.delivery import turn_of
 from cards import verbs
 from oauth.signin import hash_state
 from storage.crypto import TokenCipher
@@ -374,7 +375,7 @@ async def test_nothing_secret_in_documents_pages_or_logs(
         state = parse_qs(urlsplit(url).query)["state"][0]
         pending = await world.bot.database.login_states.find_by_state(hash_state(state))
         assert pending is not None and pending.verifier is not None
-        verifier = world.bot.client.server.app[SIGNIN_KEY].cipher.open_text(pending.verifier)
+        verifier = world.bot.client.server.app[WIRING_KEY].signin.cipher.open_text(pending.verifier)
         provider_url = await world.start(url)
         callback = await authorize(world.session, provider_url, user="jane")
         authorization_code = parse_qs(urlsplit(callback).query)["code"][0]
@@ -463,10 +464,13 @@ async def test_login_card_from_a_channel_goes_to_the_personal_chat(world: World)
         activities.message(JANE, world.bot.service_url, "x", kind="channel", conversation_id="19:c")
     )
 
-    async def send_login_card(context: TurnContext) -> None:
-        await app[LOGIN_CARDS_KEY].send(context, owner=owner(JANE), parent=world.parent)
+    wiring = app[WIRING_KEY]
 
-    await app[ADAPTER_KEY].process_activity("", activity, send_login_card)
+    async def send_login_card(context: TurnContext) -> None:
+        turn = turn_of(context, wiring.proactive)
+        await wiring.login_cards.send(turn, owner=owner(JANE), parent=world.parent)
+
+    await wiring.proactive.adapter.process_activity("", activity, send_login_card)
 
     [private] = world.bot.connector.in_conversation(f"a:private-{JANE.teams_id}")
     [attachment] = private.activity["attachments"]

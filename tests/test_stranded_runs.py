@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 import messages
-from app import RESUMER_KEY
+from app import WIRING_KEY
 from storage.crypto import TokenCipher
 from storage.database import open_database
 from storage.embedded import MEMORY
@@ -70,7 +70,7 @@ async def test_run_stranded_before_sending_is_resumed_once(
         public_base_url=base_url,
     )
     await store_parent(bot.database, apps_file, base_url, sandbox.base_url)
-    runner = bot.client.server.app[RESUMER_KEY].runner
+    runner = bot.client.server.app[WIRING_KEY].resumer.runner
     sealed = runner.tokens.cipher.seal({"name": "Stranded", "amount": 7}).model_dump()
     reference = activities.message(JANE, bot.service_url, "x")
     run_id = await bot.database.recipe_runs.start(
@@ -90,7 +90,7 @@ async def test_run_stranded_before_sending_is_resumed_once(
         lease_until=datetime.now(UTC) - timedelta(seconds=1),
     )
     assert run_id is not None
-    resumers = [bot.client.server.app[RESUMER_KEY]]
+    resumers = [bot.client.server.app[WIRING_KEY].resumer]
     await asyncio.gather(*(r.sweep_once() for r in resumers * 2))
     await resumers[0].sweep_once()
 

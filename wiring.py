@@ -1,0 +1,198 @@
+"""Building the running bot from its settings: the one place where the rooms are put together.
+
+`wired(settings)` opens the database and an HTTP session, builds the services (tokens, sign-in,
+connections, recipes), the Teams surface (its handlers, route table, adapter and sender), starts
+the sweeper, and closes everything in order when the bot stops. `app.py` serves what it yields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+import background
+import messages
+from bots.bot import RuntimeConnectionsBot, on_turn_error
+from bots.connections_handlers import ConnectionsHandlers
+from bots.delivery import ProactiveSender
+from bots.endpoint import make_adapter, messages_endpoint
+from bots.recipe_handlers import RecipeHandlers, result_reporter
+from bots.routes import route_table
+from bots.signin_handlers import LoginCardSender, SignInHandlers
+from connections.service import ConnectionsService
+from connections.settle import ConnectionSettler
+from oauth.providers import AppsConfigError, ProviderRegistry, load_registry
+from oauth.signin import SignInService
+from oauth.tokens import TokenService
+from recipes.config import RecipesConfigError, load_recipes
+from recipes.model import BUILTIN_COMMANDS, RecipeBook
+from recipes.resume import RunResumer
+from recipes.runner import RecipeRunner
+from settings import Settings
+from storage.crypto import TokenCipher
+from storage.database import Database, open_database
+from storage.embedded import StoreUnavailable
+from storage.outbox import drain_all
+from storage.token_keys import TokenKeyError, load_token_cipher
+
+log = logging.getLogger("runtime_connections")
+
+# What stops the start with a sentence for the operator (exit status 2), not a traceback.
+START_ERRORS: tuple[type[Exception], ...] = (
+    StoreUnavailable,
+    AppsConfigError,
+    RecipesConfigError,
+    TokenKeyError,
+)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """The running bot's parts that the web application and the tests reach."""
+
+    database: Database
+    signin: SignInService
+    tokens: TokenService
+    login_cards: LoginCardSender
+    book: RecipeBook
+    resumer: RunResumer
+    proactive: ProactiveSender
+    # The POST /api/messages handler.
+    receive: Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def load_recipe_book(settings: Settings, providers: ProviderRegistry) -> RecipeBook:
+    """The recipes file (none: no recipes); code recipes can be added to the book here."""
+    if settings.recipes_file is None:
+        return RecipeBook(parent_names=providers.parents, reserved_phrases=BUILTIN_COMMANDS)
+    return load_recipes(
+        settings.recipes_file, parent_names=providers.parents, reserved_phrases=BUILTIN_COMMANDS
+    )
+
+
+def load_cipher(settings: Settings) -> TokenCipher:
+    return load_token_cipher(
+        configured_keys=settings.encryption_keys,
+        data_dir=settings.data_dir,
+        production=settings.auth_enabled,
+    )
+
+
+@asynccontextmanager
+async def wired(settings: Settings) -> AsyncIterator[Wiring]:
+    """The bot, built and running, for as long as the context lasts."""
+    providers = load_registry(settings.apps_file)
+    book = load_recipe_book(settings, providers)
+    cipher = load_cipher(settings)
+    async with (
+        open_database(
+            mongodb_uri=settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else None,
+            database_name=settings.database_name,
+            data_dir=settings.data_dir,
+            embedded_command=settings.embedded_mongodb_command,
+        ) as database,
+        aiohttp.ClientSession() as session,
+    ):
+        if settings.auth_enabled:
+            log.info(messages.LOG_AUTH_ON, settings.app_id, settings.app_type)
+        else:
+            log.warning(messages.LOG_AUTH_OFF)
+        # Services: what may be done, for every surface.
+        tokens = TokenService(providers=providers, connections=database.connections, cipher=cipher)
+        signin = SignInService.over(
+            database,
+            providers=providers,
+            cipher=cipher,
+            public_base_url=str(settings.public_base_url),
+            revoke_grant=tokens.revoke_grant,
+        )
+        settler = ConnectionSettler(
+            store=database.connections, audit=database.audit, revoke_grant=tokens.revoke_grant
+        )
+        connections = ConnectionsService(
+            store=database.connections,
+            audit=database.audit,
+            names=providers.display_name,
+            settler=settler,
+        )
+        await database.recipe_settings.seed(
+            {recipe.key: recipe.verify_user_access for recipe in book}
+        )
+        runner = RecipeRunner(
+            providers=providers,
+            connections=database.connections,
+            settings=database.recipe_settings,
+            runs=database.recipe_runs,
+            audit=database.audit,
+            tokens=tokens,
+            session=session,
+            action_timeout_s=settings.recipe_timeout_s,
+        )
+        # The Teams surface.
+        adapter = make_adapter(settings, session, on_turn_error)
+        proactive = ProactiveSender(adapter, settings.app_id or "")
+        resumer = RunResumer(
+            runner=runner,
+            runs=database.recipe_runs,
+            book=book,
+            report=result_reporter(proactive.post),
+            leases=database.leases,
+            also_sweep=(
+                signin.sweep,
+                settler.sweep,
+                functools.partial(
+                    drain_all,
+                    [
+                        database.recipe_runs.collection,
+                        database.recipe_settings.collection,
+                        database.login_states.collection,
+                    ],
+                    database.audit,
+                ),
+            ),
+        )
+        login_cards = LoginCardSender(signin=signin)
+        recipe_handlers = RecipeHandlers(
+            book=book,
+            runner=runner,
+            login_cards=login_cards,
+            acknowledge_after_s=settings.recipe_acknowledge_after_s,
+        )
+        routes = route_table(
+            ConnectionsHandlers(
+                service=connections, recipes_help=tuple(recipe_handlers.help_entries())
+            ),
+            SignInHandlers(
+                signin=signin, login_cards=login_cards, connections=connections, resumer=resumer
+            ),
+            recipe_handlers,
+        )
+        bot = RuntimeConnectionsBot(settings=settings, routes=routes, proactive=proactive)
+        sweeper = (
+            asyncio.create_task(resumer.sweep_forever(settings.signin_sweep_s))
+            if settings.signin_sweep_s > 0
+            else None
+        )
+        try:
+            yield Wiring(
+                database=database,
+                signin=signin,
+                tokens=tokens,
+                login_cards=login_cards,
+                book=book,
+                resumer=resumer,
+                proactive=proactive,
+                receive=messages_endpoint(adapter, bot.on_turn),
+            )
+        finally:
+            await background.stop(sweeper)
+            await recipe_handlers.close()
+            await settler.close()
+            await signin.close()
