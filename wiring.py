@@ -36,11 +36,10 @@ from recipes.model import BUILTIN_COMMANDS, RecipeBook
 from recipes.resume import RunResumer
 from recipes.runner import RecipeRunner
 from settings import Settings
-from storage.crypto import TokenCipher
 from storage.database import Database, open_database
 from storage.embedded import StoreUnavailable
 from storage.outbox import drain_all
-from storage.token_keys import TokenKeyError, load_token_cipher
+from storage.token_keys import TokenKeyError, cipher_for
 
 log = logging.getLogger("runtime_connections")
 
@@ -77,20 +76,12 @@ def load_recipe_book(settings: Settings, providers: ProviderRegistry) -> RecipeB
     )
 
 
-def load_cipher(settings: Settings) -> TokenCipher:
-    return load_token_cipher(
-        configured_keys=settings.encryption_keys,
-        data_dir=settings.data_dir,
-        production=settings.auth_enabled,
-    )
-
-
 @asynccontextmanager
 async def wired(settings: Settings) -> AsyncIterator[Wiring]:
     """The bot, built and running, for as long as the context lasts."""
     providers = load_registry(settings.apps_file)
     book = load_recipe_book(settings, providers)
-    cipher = load_cipher(settings)
+    cipher = cipher_for(settings)
     async with (
         open_database(
             mongodb_uri=settings.mongodb_uri.get_secret_value() if settings.mongodb_uri else None,

@@ -52,7 +52,7 @@ from storage.models import (
     ProviderAccount,
 )
 from storage.outbox import drain
-from storage.token_keys import TokenKeyError, load_token_cipher, new_key
+from storage.token_keys import TokenKeyError, cipher_for, new_key
 
 
 @asynccontextmanager
@@ -178,7 +178,7 @@ ENCRYPTED_FIELDS = {
 
 
 async def _reencrypt(settings: Settings, out: TextIO) -> int:
-    cipher = _cipher(settings)
+    cipher = cipher_for(settings)
     async with _database(settings) as database:
         for collection, fields in ENCRYPTED_FIELDS.items():
             changed = await reencrypt(database.db[collection], cipher, fields=fields)
@@ -193,7 +193,7 @@ async def _parents(
     async with _database(settings) as database:
         if arguments.command == "list":
             return await parents.list_parents(_records(database), providers.display_name, out)
-        cipher = _cipher(settings)
+        cipher = cipher_for(settings)
         if arguments.command == "delete":
             async with _service(database, providers, cipher) as service:
                 deleted = await service.delete_as_operator(
@@ -216,14 +216,6 @@ async def _parents(
                 ask=ask,
                 tenant_option=arguments.tenant,
             )
-
-
-def _cipher(settings: Settings) -> TokenCipher:
-    return load_token_cipher(
-        configured_keys=settings.encryption_keys,
-        data_dir=settings.data_dir,
-        production=settings.auth_enabled,
-    )
 
 
 @asynccontextmanager
@@ -355,7 +347,7 @@ async def _run(
                 return 1
         else:
             providers = load_registry(settings.apps_file)
-            async with _service(database, providers, _cipher(settings)) as service:
+            async with _service(database, providers, cipher_for(settings)) as service:
                 deleted = await service.delete_as_operator(actor, arguments.id)
             if deleted is None:
                 print(f"No connection has the id {arguments.id}; nothing deleted.", file=out)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from settings import Settings
 from storage.crypto import KEYS_SETTING, TokenCipher
 
 log = logging.getLogger(__name__)
@@ -129,3 +130,13 @@ def _read_key_file(path: Path) -> list[str]:
     if not keys:
         raise ValueError(f"The token encryption key file {path} holds no key")
     return keys
+
+
+def cipher_for(settings: Settings) -> TokenCipher:
+    """The token cipher for these settings: configured keys, else the local key file (never
+    in production, where a missing key stops the start)."""
+    return load_token_cipher(
+        configured_keys=settings.encryption_keys,
+        data_dir=settings.data_dir,
+        production=settings.auth_enabled,
+    )

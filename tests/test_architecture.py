@@ -25,7 +25,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "messages": frozenset(),
     "background": frozenset(),
     "settings": frozenset({"messages"}),
-    "storage": frozenset({"messages", "background"}),
+    "storage": frozenset({"messages", "background", "settings"}),
     "oauth": frozenset({"storage", "messages", "background", "settings"}),
     "connections.views": frozenset({"messages"}),
     "connections": frozenset({"storage", "oauth", "messages", "background", "connections.views"}),
