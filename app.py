@@ -128,7 +128,7 @@ def main() -> int:
     try:
         settings = load_settings()
     except SettingsError as error:
-        print(f"Cannot start: {error}", file=sys.stderr)
+        print(messages.START_FAILED.format(error=error), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     log.info(messages.LOG_LISTENING, settings.host, settings.port)
@@ -141,7 +141,7 @@ def main() -> int:
             print=None,
         )
     except START_ERRORS as error:
-        print(f"Cannot start: {error}", file=sys.stderr)
+        print(messages.START_FAILED.format(error=error), file=sys.stderr)
         return 2
     return 0
 

@@ -293,3 +293,196 @@ CONNECTION_PICKER_LABEL = "Connection"
 # A connection named in sentences ("Box (jane@contoso.com)") and in the picklist.
 CONNECTION_LABEL = "{app} ({account})"
 CONNECTION_CHOICE = "{app} — {account} ({status})"
+
+# operator command line (admin, app start-up, sandbox demo)
+START_FAILED = "Cannot start: {error}"
+CLI_CANNOT_RUN = "Cannot run: {error}"
+CLI_REENCRYPTED = "{collection}: {changed} re-encrypted with key {key_id}"
+CLI_PARENT_NOT_FOUND = "No parent connection has the id {id}."
+CLI_PARENT_DELETED = "Deleted parent {id}; its runtime connections stay stored."
+CLI_RECIPE_NOT_IN_FILE = "not in the recipes file"
+CLI_RECIPE_DIFFERS = "differs from the file (the database wins)"
+CLI_RECIPE_ROW = "{key}\tdatabase: {database}\tfile: {file}{note}"
+CLI_RECIPE_NOT_FOUND = "No recipe has the key {key}."
+CLI_RECIPE_TOGGLED = "{key}: Verify user access at runtime is now {value}."
+CLI_PARENT_NOT_FOR_TENANT = "No parent connection with the id {parent} serves tenant {tenant}."
+CLI_RUNTIME_EXISTS = "That person already has a runtime connection for this parent."
+CLI_CONNECTION_NOT_FOUND = "No connection has the id {id}; nothing deleted."
+CLI_CONNECTION_DELETED = "Deleted {row}"
+CLI_SERVING_AUTH_PAGES = "(No bot answers at {base_url}: serving its sign-in pages here.)"
+CLI_PARENT_NOT_CONFIGURED = "No parent {name!r} is configured in APPS_FILE [parents]."
+CLI_PARENT_SIGN_IN_URL = (
+    "Open this URL in a browser and sign in to {app} with the account the parent connection "
+    "should use (valid for 10 minutes):\n{url}"
+)
+CLI_PARENT_SIGN_IN_INCOMPLETE = "The sign-in did not complete; nothing was stored."
+CLI_PARENT_SIGNED_IN = "Signed in to {app} as {account}."
+CLI_PARENT_STORE_PROMPT = "Store this account as the parent connection? [y/N] "
+CLI_PARENT_NOT_STORED = "Not stored."
+CLI_PARENT_STORED = "Stored parent connection {id} ({app}, {account}) for tenant {tenant}."
+CLI_PARENT_ONE_TENANT = "A parent serves exactly one tenant id; nothing was done."
+CLI_PARENT_TENANT_MISMATCH = (
+    "APPS_FILE says this parent serves tenant {configured}, not {option}; nothing was done."
+)
+CLI_PARENT_TENANT_PROMPT = "Which Microsoft Entra tenant id may use this parent connection? "
+CLI_PARENT_NO_TENANT = "(no tenant: authorize again)"
+CLI_PARENT_CHILDREN = "{count} runtime connection(s)"
+SANDBOX_NOT_SIGNED_IN = "not signed in yet"
+LOG_SANDBOX_STARTED = "Sandbox provider on %s; bot on %s/api/messages"
+LOG_SANDBOX_PLAYGROUND = "Start the Agents Playground with: %s"
+MANIFEST_FAILED = "error: {error}"
+MANIFEST_BOT_ID_MISSING = "Missing bot id: pass --bot-id or set MicrosoftAppId (or APP_ID)."
+MANIFEST_BASE_URL_MISSING = "Missing public base URL: pass --base-url or set {variable}."
+MANIFEST_VERSION_INVALID = "The version must be MAJOR.MINOR.PATCH, got {version!r}."
+MANIFEST_BOT_ID = "bot id (--bot-id)"
+MANIFEST_APP_ID = "app id (--app-id)"
+MANIFEST_GUID_INVALID = (
+    "The {what} must be a GUID like 00000000-0000-0000-0000-000000000000, got {value!r}."
+)
+MANIFEST_BASE_URL_NOT_ABSOLUTE = (
+    "The public base URL (--base-url) must be an absolute http(s) URL, got {url!r}."
+)
+MANIFEST_BASE_URL_EXTRAS = (
+    "The public base URL (--base-url) must not carry credentials, a query or a fragment."
+)
+MANIFEST_BASE_URL_NOT_HTTPS = (
+    "The public base URL (--base-url) must use https for {host}; plain http is only allowed for "
+    "localhost and 127.0.0.1."
+)
+MANIFEST_BASE_URL_PORT = "The public base URL (--base-url) has an invalid port: {url!r}."
+
+# configuration errors
+# Texts used with .format() write a literal brace twice ({{ }}); the others write it once.
+SETTING_INVALID = "The setting {variable} is invalid: {detail}."
+SETTINGS_INVALID = "{detail}."
+SETTING_INVALID_DETAIL = "is invalid"
+SETTING_NOT_A_FILE = "{path} is not a file"
+SETTING_ANY_TENANT_ALONE = "* (any tenant) cannot be combined with tenant ids"
+SETTING_NO_CHANNEL = "list at least one channel id, e.g. msteams"
+SETTING_APP_CREDENTIALS_REQUIRED = (
+    "The setting MicrosoftAppPassword (APP_PASSWORD) is required when MicrosoftAppId is set"
+)
+SETTING_APP_TENANT_REQUIRED = (
+    "The setting MicrosoftAppTenantId (APP_TENANTID) is required for a {app_type} bot"
+)
+SETTING_HOST_REFUSED = (
+    "HOST={host} is refused while authentication is off (no MicrosoftAppId): anyone who can "
+    "reach the bot could act as anyone. Set MicrosoftAppId and MicrosoftAppPassword, or serve on "
+    "HOST=localhost"
+)
+SETTING_TENANTS_REQUIRED = (
+    "The setting ALLOWED_TENANT_IDS is required when MicrosoftAppId is set: list the tenant ids "
+    "that may use the bot, or * to allow any tenant (multi-tenant)"
+)
+SETTING_MONGODB_REQUIRED = (
+    "The setting MONGODB_URI is required when MicrosoftAppId is set: a production bot never "
+    "falls back to the embedded local store"
+)
+ENCRYPTION_KEYS_MISSING = (
+    "Set {setting}: tokens cannot be stored without an encryption key in production (generate "
+    "one with `python -m admin tokens new-key`)."
+)
+ENCRYPTION_KEY_FILE_INSECURE = (
+    "The token encryption key file {path} is accessible by group or others (mode {mode}); run "
+    "`chmod 600 {path}` and start again."
+)
+ENCRYPTION_KEY_FILE_NOT_KEYS = "The token encryption key file {path} is not a key file"
+ENCRYPTION_KEY_FILE_EMPTY = "The token encryption key file {path} holds no key"
+LOG_ENCRYPTION_KEY_GENERATED = (
+    "Generated a local token encryption key at %s because %s is not set; set it before using "
+    "real accounts in production"
+)
+LOG_ENCRYPTION_KEY_LOCAL = (
+    "Using a local token encryption key at %s because %s is not set; set it before using real "
+    "accounts in production"
+)
+# Configuration file errors name the file and the key: "<file>: apps.box.scopes: …".
+CONFIG_ERROR = "{where}: {detail}."
+CONFIG_UNREADABLE = "{path}: cannot be read ({reason})."
+CONFIG_NOT_UTF8 = "{path}: is not UTF-8 text."
+CONFIG_NOT_TOML = "{path}: is not valid TOML ({error})."
+CONFIG_UNKNOWN_TOP_KEY = "{path}: unknown top-level key {key!r}."
+CONFIG_NOT_A_TABLE = "{where}: must be a table."
+CONFIG_TABLE_NOT_A_TABLE = "{path}: [{table}] must be a table."
+CONFIG_UNKNOWN_KEY = "unknown key"
+CONFIG_REQUIRED = "is required"
+APPS_KEY_INVALID = "{where}: app keys use lower-case letters, digits and _."
+APPS_PARENT_NAME_INVALID = "{where}: parent names use lower-case letters, digits and _."
+APPS_PARENT_APP_UNKNOWN = "{where}.app: no app {app!r} is configured."
+APPS_SALESFORCE_HOST = "must be login.salesforce.com, test.salesforce.com or a My Domain"
+APPS_URL_NOT_HTTPS = "{what} must be an https URL"
+APPS_ENV_VARIABLE_UNSET = "the environment variable {variable} is not set"
+APPS_SERVICENOW_INSTANCE = "instance is required for the servicenow preset"
+APPS_CUSTOM_URLS = "authorize_url and token_url are required for a custom app"
+RECIPES_KEY_INVALID = "{where}: recipe keys use lower-case letters, digits and _."
+RECIPES_KEY_TAKEN = "{where}: the key is already used by another recipe."
+RECIPES_ACTION_OR_HANDLER = "{where}: a recipe has either an action or a handler."
+RECIPES_PARENT_UNKNOWN = "{where}.parent: {parent!r} is not a configured parent connection."
+RECIPES_PHRASE_BUILTIN = '{where}.phrase: "{words}" collides with the built-in command "{command}".'
+RECIPES_PHRASE_COLLIDES = (
+    '{where}.phrase: "{words}" collides with recipe {other} ("{other_phrase}"), so a message '
+    "could match both."
+)
+RECIPES_SECRETS_UNKNOWN = "{where}.secret_arguments: {name} is not an argument of the phrase."
+RECIPES_HANDLER_NOT_CALLABLE = "{where}.handler: must be an async callable."
+RECIPES_NAME_EMPTY = "{where}.name: must not be empty."
+RECIPES_BODY_VALUE = "{where}: must be a string, a finite number, true/false or a table."
+RECIPES_EXAMPLE_UNKNOWN = "{where}.examples.{name}: is not an argument of the phrase."
+RECIPES_EXAMPLE_TYPE = "{where}.examples.{name}: must be a string or a number."
+RECIPES_EXAMPLE_QUOTES = "{where}.examples.{name}: cannot contain double quotes."
+RECIPES_GET_BODY = "{where}.action.body: a GET request has no body."
+RECIPES_FIELD_NOT_PATH = (
+    "{where}.result.fields.{label}: {path!r} is not a dotted path like result.number."
+)
+RECIPES_LINK_SHOWS_SECRETS = "{where}.result.link: shows the secret argument {name}."
+# What a recipe's result says was done when it names no verb ("Done in Box as …").
+RECIPE_VERB_DEFAULT = "Done"
+# Phrases in the recipes file (they follow "<file>: recipes.<key>.phrase: ").
+PHRASE_EMPTY = "must not be empty"
+PHRASE_UNBALANCED = "has an unbalanced { or }"
+PHRASE_SPACE_AFTER = "needs a space after each {argument}"
+PHRASE_QUOTE_OR_BRACE = "has a word with a double quote or a brace"
+PHRASE_SPACE_BEFORE = "needs a space before {{{name}}}"
+PHRASE_EMPTY_ARGUMENT = "has an empty {}; arguments need a name"
+PHRASE_CONVERSION = "{{{name}!{conversion}}} is not an argument; drop the !{conversion}"
+PHRASE_ARGUMENT_NAME = "{{{name}}}: argument names use lower-case letters, digits and _"
+PHRASE_ARGUMENT_RESERVED = "{{{name}}}: {name} is reserved, choose another argument name"
+PHRASE_ARGUMENT_TYPE = "{{{name}:{spec}}} has an unknown type; use text, number or integer"
+PHRASE_ARGUMENT_TWICE = "uses the argument {name} twice"
+PHRASE_LITERAL_FIRST = 'must start with a literal word, like "create opportunity {name}"'
+# Templates in recipe actions (they follow "<file>: recipes.<key>.action.url: " and the like).
+TEMPLATE_UNBALANCED = "has an unbalanced { or }; write {{ or }} for a brace"
+TEMPLATE_EMPTY_PLACEHOLDER = "has an empty {}; placeholders need a name"
+TEMPLATE_NOT_PLAIN = "{{{name}}} must be a plain name, without ! or :"
+TEMPLATE_NOT_A_PATH = "{{{name}}} is not a dotted path like {{response.id}}"
+TEMPLATE_UNKNOWN = (
+    "{{{name}}} is unknown; a placeholder is a phrase argument, {{connection.api_base_url}}"
+)
+TEMPLATE_UNKNOWN_WITH_RESPONSE = (
+    "{{{name}}} is unknown; a placeholder is a phrase argument, {{connection.api_base_url}} or "
+    "{{response.<path>}}"
+)
+TEMPLATE_DOT_SEGMENT = "has a . or .. path segment; write the path it leads to instead"
+TEMPLATE_AFTER_BASE_URL = "must have / or ? right after {connection.api_base_url}"
+TEMPLATE_HOST_IN_FULL = "must name its https host in full, without placeholders"
+TEMPLATE_URL_START = "must start with {connection.api_base_url} or https://"
+TEMPLATE_NO_BASE_URL = "the connection has no API base URL"
+TEMPLATE_NO_VALUE = "no value for {{{name}}}"
+# Why a filled-in request URL was not sent (written to the log after "its URL ").
+TARGET_INVALID = "is not a valid URL"
+TARGET_NOT_ABSOLUTE = "is not an absolute http(s) URL"
+TARGET_OTHER_HOST = "goes to another host than its template names"
+TARGET_LEAVES_PATH = "leaves the path its template fixes"
+TARGET_DOT_SEGMENT = "has a . or .. path segment"
+
+# recipe arguments (what a person typed after a recipe's words)
+RECIPE_ARGUMENT_EMPTY = "{name} must not be empty"
+RECIPE_ARGUMENT_TOO_LONG = "{name} is too long for a number"
+RECIPE_ARGUMENT_NOT_INTEGER = "{name} must be a whole number, not {value}"
+RECIPE_ARGUMENT_NOT_NUMBER = "{name} must be a number, not {value}"
+RECIPE_QUOTE_NOT_CLOSED = "a double quote is not closed"
+RECIPE_QUOTE_NOT_CLOSED_PROBLEM = 'A double quote (") is not closed'
+RECIPE_PROBLEM_WITH_EXAMPLE = "{problem}. Example: {example}"
+RECIPE_NEEDS = '"{words}" needs: {expected}'
+RECIPE_TAKES_NOTHING = '"{words}" takes nothing after it'
+RECIPE_TAKES_ONLY = '"{words}" takes only: {expected}; put a value with spaces in double quotes'

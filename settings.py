@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+import messages
+
 BOT_FRAMEWORK_OPENID_METADATA_URL = (
     "https://login.botframework.com/v1/.well-known/openidconfiguration"
 )
@@ -125,7 +127,7 @@ class Settings(BaseSettings):
     @classmethod
     def _apps_file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
-            raise ValueError(f"{value} is not a file")
+            raise ValueError(messages.SETTING_NOT_A_FILE.format(path=value))
         return value
 
     @field_validator("log_level", mode="before")
@@ -151,14 +153,14 @@ class Settings(BaseSettings):
     @classmethod
     def _any_tenant_alone(cls, value: frozenset[str]) -> frozenset[str]:
         if ANY_TENANT in value and len(value) > 1:
-            raise ValueError("* (any tenant) cannot be combined with tenant ids")
+            raise ValueError(messages.SETTING_ANY_TENANT_ALONE)
         return value
 
     @field_validator("allowed_channel_ids")
     @classmethod
     def _some_channel(cls, value: frozenset[str]) -> frozenset[str]:
         if not value:
-            raise ValueError("list at least one channel id, e.g. msteams")
+            raise ValueError(messages.SETTING_NO_CHANNEL)
         return value
 
     @model_validator(mode="after")
@@ -168,15 +170,9 @@ class Settings(BaseSettings):
         if self.app_type != "UserAssignedMSI" and (
             self.app_password is None or not self.app_password.get_secret_value()
         ):
-            raise ValueError(
-                "The setting MicrosoftAppPassword (APP_PASSWORD) is required when "
-                "MicrosoftAppId is set"
-            )
+            raise ValueError(messages.SETTING_APP_CREDENTIALS_REQUIRED)
         if self.app_type in ("SingleTenant", "UserAssignedMSI") and not self.app_tenant_id:
-            raise ValueError(
-                "The setting MicrosoftAppTenantId (APP_TENANTID) is required for a "
-                f"{self.app_type} bot"
-            )
+            raise ValueError(messages.SETTING_APP_TENANT_REQUIRED.format(app_type=self.app_type))
         return self
 
     @model_validator(mode="after")
@@ -184,22 +180,12 @@ class Settings(BaseSettings):
         """Refuse configurations that would silently let anyone act as anyone."""
         if self.app_id is None:
             if not is_loopback_host(self.host):
-                raise ValueError(
-                    f"HOST={self.host} is refused while authentication is off (no "
-                    "MicrosoftAppId): anyone who can reach the bot could act as anyone. Set "
-                    "MicrosoftAppId and MicrosoftAppPassword, or serve on HOST=localhost"
-                )
+                raise ValueError(messages.SETTING_HOST_REFUSED.format(host=self.host))
             return self
         if not self.allowed_tenant_ids:
-            raise ValueError(
-                "The setting ALLOWED_TENANT_IDS is required when MicrosoftAppId is set: list "
-                "the tenant ids that may use the bot, or * to allow any tenant (multi-tenant)"
-            )
+            raise ValueError(messages.SETTING_TENANTS_REQUIRED)
         if self.mongodb_uri is None or not self.mongodb_uri.get_secret_value().strip():
-            raise ValueError(
-                "The setting MONGODB_URI is required when MicrosoftAppId is set: a production "
-                "bot never falls back to the embedded local store"
-            )
+            raise ValueError(messages.SETTING_MONGODB_REQUIRED)
         return self
 
     @property
@@ -276,8 +262,12 @@ def load_settings(**overrides: Any) -> Settings:
         location = first.get("loc") or ()
         name = str(location[0]) if location else ""
         variable = _variable_name(name) if name else ""
-        message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+        message = str(first.get("msg", messages.SETTING_INVALID_DETAIL)).removeprefix(
+            "Value error, "
+        )
         if variable:
-            raise SettingsError(f"The setting {variable} is invalid: {message}.") from None
+            raise SettingsError(
+                messages.SETTING_INVALID.format(variable=variable, detail=message)
+            ) from None
         # Errors across several fields already name their variables.
-        raise SettingsError(f"{message}.") from None
+        raise SettingsError(messages.SETTINGS_INVALID.format(detail=message)) from None

@@ -32,6 +32,7 @@ from typing import TextIO
 
 from pymongo.errors import PyMongoError
 
+import messages
 from admin import parents
 from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
@@ -182,7 +183,12 @@ async def _reencrypt(settings: Settings, out: TextIO) -> int:
     async with _database(settings) as database:
         for collection, fields in ENCRYPTED_FIELDS.items():
             changed = await reencrypt(database.db[collection], cipher, fields=fields)
-            print(f"{collection}: {changed} re-encrypted with key {cipher.key_id}", file=out)
+            print(
+                messages.CLI_REENCRYPTED.format(
+                    collection=collection, changed=changed, key_id=cipher.key_id
+                ),
+                file=out,
+            )
     return 0
 
 
@@ -200,9 +206,9 @@ async def _parents(
                     Actor.operator(getpass.getuser()), arguments.id, kind=ConnectionKind.PARENT
                 )
             if deleted is None:
-                print(f"No parent connection has the id {arguments.id}.", file=out)
+                print(messages.CLI_PARENT_NOT_FOUND.format(id=arguments.id), file=out)
                 return 1
-            print(f"Deleted parent {arguments.id}; its runtime connections stay stored.", file=out)
+            print(messages.CLI_PARENT_DELETED.format(id=arguments.id), file=out)
             return 0
         async with _service(database, providers, cipher) as service:
             return await parents.authorize(
@@ -266,15 +272,20 @@ async def _recipes(arguments: argparse.Namespace, settings: Settings, out: TextI
                 in_file = file_defaults.get(key)
                 note = ""
                 if in_file is None:
-                    note = "\tnot in the recipes file"
+                    note = "\t" + messages.CLI_RECIPE_NOT_IN_FILE
                 elif in_db is not None and in_db != in_file:
-                    note = "\tdiffers from the file (the database wins)"
+                    note = "\t" + messages.CLI_RECIPE_DIFFERS
                 shown_db = "-" if in_db is None else ("on" if in_db else "off")
                 shown_file = "-" if in_file is None else ("on" if in_file else "off")
-                print(f"{key}\tdatabase: {shown_db}\tfile: {shown_file}{note}", file=out)
+                print(
+                    messages.CLI_RECIPE_ROW.format(
+                        key=key, database=shown_db, file=shown_file, note=note
+                    ),
+                    file=out,
+                )
             return 0
         if arguments.key not in file_defaults and arguments.key not in stored:
-            print(f"No recipe has the key {arguments.key}.", file=out)
+            print(messages.CLI_RECIPE_NOT_FOUND.format(key=arguments.key), file=out)
             return 1
         value = arguments.value == "on"
         event = database.audit.event(
@@ -286,7 +297,9 @@ async def _recipes(arguments: argparse.Namespace, settings: Settings, out: TextI
             arguments.key, value, changed_by=f"operator:{getpass.getuser()}", event=event
         )
         await drain(store.collection, arguments.key, database.audit)
-        print(f"{arguments.key}: Verify user access at runtime is now {arguments.value}.", file=out)
+        print(
+            messages.CLI_RECIPE_TOGGLED.format(key=arguments.key, value=arguments.value), file=out
+        )
         return 0
 
 
@@ -334,25 +347,23 @@ async def _run(
                 )
             except ParentNotFound:
                 print(
-                    f"No parent connection with the id {arguments.parent} serves tenant "
-                    f"{arguments.tenant}.",
+                    messages.CLI_PARENT_NOT_FOR_TENANT.format(
+                        parent=arguments.parent, tenant=arguments.tenant
+                    ),
                     file=sys.stderr,
                 )
                 return 1
             except ConnectionExists:
-                print(
-                    "That person already has a runtime connection for this parent.",
-                    file=sys.stderr,
-                )
+                print(messages.CLI_RUNTIME_EXISTS, file=sys.stderr)
                 return 1
         else:
             providers = load_registry(settings.apps_file)
             async with _service(database, providers, cipher_for(settings)) as service:
                 deleted = await service.delete_as_operator(actor, arguments.id)
             if deleted is None:
-                print(f"No connection has the id {arguments.id}; nothing deleted.", file=out)
+                print(messages.CLI_CONNECTION_NOT_FOUND.format(id=arguments.id), file=out)
                 return 0
-            print(f"Deleted {_row(deleted)}", file=out)
+            print(messages.CLI_CONNECTION_DELETED.format(row=_row(deleted)), file=out)
             return 0
         print(_row(created), file=out)
         return 0
@@ -379,5 +390,5 @@ def main(
         RecipesConfigError,
         ValueError,
     ) as error:
-        print(f"Cannot run: {error}", file=sys.stderr)
+        print(messages.CLI_CANNOT_RUN.format(error=error), file=sys.stderr)
         return 2

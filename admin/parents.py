@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+import messages
 from connections.service import ConnectionsService
 from oauth.pages import sign_in_routes
 from oauth.providers import ProviderRegistry
@@ -65,7 +66,7 @@ async def _auth_pages(base_url: str, signin: SignInService, out: TextIO) -> Asyn
     await runner.setup()
     try:
         await web.TCPSite(runner, parts.hostname, parts.port or 80).start()
-        print(f"(No bot answers at {base_url}: serving its sign-in pages here.)", file=out)
+        print(messages.CLI_SERVING_AUTH_PAGES.format(base_url=base_url), file=out)
         yield
     finally:
         await runner.cleanup()
@@ -114,7 +115,7 @@ async def authorize(
     operator = operator_owner()
     configured = providers.parents.get(parent_name)
     if configured is None:
-        print(f"No parent {parent_name!r} is configured in APPS_FILE [parents].", file=out)
+        print(messages.CLI_PARENT_NOT_CONFIGURED.format(name=parent_name), file=out)
         return 2
     tenant = await _tenant_served(configured.tenant, tenant_option, out=out, ask=ask)
     if tenant is None:
@@ -125,22 +126,25 @@ async def authorize(
     login_id, url = await signin.start_parent(app_key=app_key, operator=operator)
     async with _auth_pages(base_url, signin, out):
         print(
-            f"Open this URL in a browser and sign in to {provider.name} with the account the "
-            f"parent connection should use (valid for 10 minutes):\n{url}",
+            messages.CLI_PARENT_SIGN_IN_URL.format(app=provider.name, url=url),
             file=out,
             flush=True,
         )
         login = await _wait_for_account(database, login_id)
     if login is None or login.account is None or login.tokens is None:
-        print("The sign-in did not complete; nothing was stored.", file=out)
+        print(messages.CLI_PARENT_SIGN_IN_INCOMPLETE, file=out)
         return 1
-    print(f"Signed in to {provider.name} as {login.account.display_name}.", file=out, flush=True)
-    answer = await asyncio.to_thread(ask, "Store this account as the parent connection? [y/N] ")
+    print(
+        messages.CLI_PARENT_SIGNED_IN.format(app=provider.name, account=login.account.display_name),
+        file=out,
+        flush=True,
+    )
+    answer = await asyncio.to_thread(ask, messages.CLI_PARENT_STORE_PROMPT)
     if answer.strip().lower() not in ("y", "yes"):
         # Someone else's account (a forwarded URL?): its grant is revoked, not just dropped.
         await signin.void(login, VoidReason.REJECTED)
         await signin.close()  # the revocation runs now, not after this command has ended
-        print("Not stored.", file=out)
+        print(messages.CLI_PARENT_NOT_STORED, file=out)
         return 1
     parent = await service.store_parent(
         name=parent_name,
@@ -157,8 +161,9 @@ async def authorize(
     # The audit event was written with the parent; record it now, and revoke a replaced grant.
     await service.settle_now(parent.id)
     print(
-        f"Stored parent connection {parent.id} ({provider.name}, {login.account.display_name}) "
-        f"for tenant {tenant}.",
+        messages.CLI_PARENT_STORED.format(
+            id=parent.id, app=provider.name, account=login.account.display_name, tenant=tenant
+        ),
         file=out,
     )
     return 0
@@ -170,25 +175,22 @@ async def _tenant_served(
     """The one tenant a parent will serve, or None (explained) when it cannot be settled."""
     option = option.strip() if option else None
     if option is not None and (option == "*" or len(option) > 200):
-        print("A parent serves exactly one tenant id; nothing was done.", file=out)
+        print(messages.CLI_PARENT_ONE_TENANT, file=out)
         return None
     if configured is not None:
         if option and option != configured:
             print(
-                f"APPS_FILE says this parent serves tenant {configured}, not {option}; "
-                "nothing was done.",
+                messages.CLI_PARENT_TENANT_MISMATCH.format(configured=configured, option=option),
                 file=out,
             )
             return None
         return configured
     if option:
         return option
-    answer = await asyncio.to_thread(
-        ask, "Which Microsoft Entra tenant id may use this parent connection? "
-    )
+    answer = await asyncio.to_thread(ask, messages.CLI_PARENT_TENANT_PROMPT)
     tenant = answer.strip()
     if not tenant or tenant == "*" or len(tenant) > 200:
-        print("A parent serves exactly one tenant id; nothing was done.", file=out)
+        print(messages.CLI_PARENT_ONE_TENANT, file=out)
         return None
     return tenant
 
@@ -205,11 +207,11 @@ async def list_parents(
                 [
                     parent.id,
                     parent.name or "-",
-                    parent.tenant_id or "(no tenant: authorize again)",
+                    parent.tenant_id or messages.CLI_PARENT_NO_TENANT,
                     names(parent.provider),
                     parent.account_label,
                     parent.status.value,
-                    f"{children} runtime connection(s)",
+                    messages.CLI_PARENT_CHILDREN.format(count=children),
                 ]
             ),
             file=out,

@@ -53,8 +53,8 @@ def turn_of(context: TurnContext, proactive: ProactiveSender) -> Turn:
     return Turn(
         owner=owner_of(activity),
         personal=is_personal(activity),
-        person_name=((sender.name if sender else "") or "").strip(),
-        activity_key=f"{activity.conversation.id if activity.conversation else ''}|{activity.id}",
+        person_name=name.strip() if isinstance(name := getattr(sender, "name", None), str) else "",
+        activity_key=f"{getattr(activity.conversation, 'id', '')}|{activity.id}",
         replies=TeamsReplies(context, proactive),
     )
 

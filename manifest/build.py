@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import messages
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATE_PATH = PACKAGE_DIR / "manifest.template.json"
 COLOR_ICON_PATH = PACKAGE_DIR / "color.png"
@@ -105,13 +107,15 @@ def render_manifest(
     Raises:
         ManifestInputError: if an input is malformed.
     """
-    bot_id = _require_guid(bot_id, "bot id (--bot-id)")
+    bot_id = _require_guid(bot_id, messages.MANIFEST_BOT_ID)
     app_id = (
-        default_app_id(bot_id) if app_id is None else _require_guid(app_id, "app id (--app-id)")
+        default_app_id(bot_id)
+        if app_id is None
+        else _require_guid(app_id, messages.MANIFEST_APP_ID)
     )
     version = version.strip()
     if not _SEMVER.match(version):
-        raise ManifestInputError(f"The version must be MAJOR.MINOR.PATCH, got {version!r}.")
+        raise ManifestInputError(messages.MANIFEST_VERSION_INVALID.format(version=version))
     normalized_base_url, domain = _parse_base_url(base_url)
     values = {
         "APP_ID": app_id,
@@ -191,9 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bot_id = _first_non_empty(args.bot_id, *(os.environ.get(name) for name in BOT_ID_ENV_VARS))
     base_url = _first_non_empty(args.base_url, os.environ.get(BASE_URL_ENV_VAR))
     if bot_id is None:
-        return _fail("Missing bot id: pass --bot-id or set MicrosoftAppId (or APP_ID).")
+        return _fail(messages.MANIFEST_BOT_ID_MISSING)
     if base_url is None:
-        return _fail(f"Missing public base URL: pass --base-url or set {BASE_URL_ENV_VAR}.")
+        return _fail(messages.MANIFEST_BASE_URL_MISSING.format(variable=BASE_URL_ENV_VAR))
     try:
         path = build_package(
             bot_id=bot_id, base_url=base_url, out=args.out, app_id=args.app_id, version=args.version
@@ -205,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(messages.MANIFEST_FAILED.format(error=message), file=sys.stderr)
     return 2
 
 
@@ -219,9 +223,7 @@ def _first_non_empty(*candidates: str | None) -> str | None:
 def _require_guid(value: str, what: str) -> str:
     value = value.strip()
     if not _GUID.match(value):
-        raise ManifestInputError(
-            f"The {what} must be a GUID like 00000000-0000-0000-0000-000000000000, got {value!r}."
-        )
+        raise ManifestInputError(messages.MANIFEST_GUID_INVALID.format(what=what, value=value))
     return value
 
 
@@ -230,25 +232,16 @@ def _parse_base_url(base_url: str) -> tuple[str, str]:
     raw = base_url.strip()
     parts = urlsplit(raw)
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ManifestInputError(
-            f"The public base URL (--base-url) must be an absolute http(s) URL, got {raw!r}."
-        )
+        raise ManifestInputError(messages.MANIFEST_BASE_URL_NOT_ABSOLUTE.format(url=raw))
     if parts.username is not None or parts.query or parts.fragment:
-        raise ManifestInputError(
-            "The public base URL (--base-url) must not carry credentials, a query or a fragment."
-        )
+        raise ManifestInputError(messages.MANIFEST_BASE_URL_EXTRAS)
     host = parts.hostname  # already lower-cased by urlsplit
     if parts.scheme != "https" and host not in _LOOPBACK_HOSTS:
-        raise ManifestInputError(
-            f"The public base URL (--base-url) must use https for {host}; "
-            "plain http is only allowed for localhost and 127.0.0.1."
-        )
+        raise ManifestInputError(messages.MANIFEST_BASE_URL_NOT_HTTPS.format(host=host))
     try:
         port = parts.port
     except ValueError:
-        raise ManifestInputError(
-            f"The public base URL (--base-url) has an invalid port: {raw!r}."
-        ) from None
+        raise ManifestInputError(messages.MANIFEST_BASE_URL_PORT.format(url=raw)) from None
     domain = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
         domain = f"{domain}:{port}"

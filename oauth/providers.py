@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+import messages
+
 ClientAuthMethod = Literal["client_secret_post", "client_secret_basic", "none"]
 
 PRESET_NAMES: dict[str, str] = {
@@ -93,7 +95,7 @@ class AppConfig(BaseModel):
             value in ("login.salesforce.com", "test.salesforce.com")
             or value.endswith((".my.salesforce.com", ".salesforce.com"))
         ):
-            raise ValueError("must be login.salesforce.com, test.salesforce.com or a My Domain")
+            raise ValueError(messages.APPS_SALESFORCE_HOST)
         return value
 
 
@@ -101,7 +103,7 @@ def _https(url: str, what: str) -> str:
     # Plain http only on loopback (the sandbox, tests); anything else must be TLS.
     loopback = url.startswith(("http://localhost", "http://127.0.0.1"))
     if not (url.startswith("https://") or loopback):
-        raise ValueError(f"{what} must be an https URL")
+        raise ValueError(messages.APPS_URL_NOT_HTTPS.format(what=what))
     return url.rstrip("/")
 
 
@@ -111,7 +113,9 @@ def build_provider(key: str, app: AppConfig, environ: Mapping[str, str]) -> Prov
     if app.client_secret_env:
         secret = environ.get(app.client_secret_env) or None
         if secret is None:
-            raise ValueError(f"the environment variable {app.client_secret_env} is not set")
+            raise ValueError(
+                messages.APPS_ENV_VARIABLE_UNSET.format(variable=app.client_secret_env)
+            )
     preset = _PRESETS[app.preset](app)
     scopes = tuple(app.scopes) if app.scopes is not None else preset["scopes"]
     account_fields = preset.get("account_fields", Provider.account_fields)
@@ -154,7 +158,7 @@ def _salesforce(app: AppConfig) -> dict[str, Any]:
 
 def _servicenow(app: AppConfig) -> dict[str, Any]:
     if not app.instance:
-        raise ValueError("instance is required for the servicenow preset")
+        raise ValueError(messages.APPS_SERVICENOW_INSTANCE)
     base = f"https://{app.instance}.service-now.com"
     return {
         "authorize_url": f"{base}/oauth_auth.do",
@@ -215,7 +219,7 @@ def _sandbox(app: AppConfig) -> dict[str, Any]:
 
 def _custom(app: AppConfig) -> dict[str, Any]:
     if not app.authorize_url or not app.token_url:
-        raise ValueError("authorize_url and token_url are required for a custom app")
+        raise ValueError(messages.APPS_CUSTOM_URLS)
     return {
         "authorize_url": _https(app.authorize_url, "authorize_url"),
         "token_url": _https(app.token_url, "token_url"),
@@ -252,7 +256,7 @@ class ParentTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     app: str
-    contact: str = "your administrator"
+    contact: str = messages.RECIPE_CONTACT_UNKNOWN
     tenant: str | None = Field(default=None, min_length=1, max_length=200)
 
 
@@ -283,20 +287,24 @@ def load_registry(path: Path | None, environ: Mapping[str, str] | None = None) -
     try:
         document = tomllib.loads(path.read_text())
     except OSError as error:
-        raise AppsConfigError(f"{path}: cannot be read ({error.strerror}).") from None
+        raise AppsConfigError(
+            messages.CONFIG_UNREADABLE.format(path=path, reason=error.strerror)
+        ) from None
     except tomllib.TOMLDecodeError as error:
-        raise AppsConfigError(f"{path}: is not valid TOML ({error}).") from None
+        raise AppsConfigError(messages.CONFIG_NOT_TOML.format(path=path, error=error)) from None
     unknown = set(document) - {"apps", "parents"}
     if unknown:
-        raise AppsConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}.")
+        raise AppsConfigError(
+            messages.CONFIG_UNKNOWN_TOP_KEY.format(path=path, key=sorted(unknown)[0])
+        )
     apps = document.get("apps", {})
     if not isinstance(apps, dict):
-        raise AppsConfigError(f"{path}: [apps] must be a table.")
+        raise AppsConfigError(messages.CONFIG_TABLE_NOT_A_TABLE.format(path=path, table="apps"))
     providers: dict[str, Provider] = {}
     for key, table in apps.items():
         where = f"{path}: apps.{key}"
         if not key.replace("_", "").isalnum() or not key.islower():
-            raise AppsConfigError(f"{where}: app keys use lower-case letters, digits and _.")
+            raise AppsConfigError(messages.APPS_KEY_INVALID.format(where=where))
         try:
             app = AppConfig.model_validate(table)
             providers[key] = build_provider(key, app, environ)
@@ -304,9 +312,11 @@ def load_registry(path: Path | None, environ: Mapping[str, str] | None = None) -
             first = error.errors()[0]
             location = ".".join(str(part) for part in first["loc"])
             message = str(first["msg"]).removeprefix("Value error, ")
-            raise AppsConfigError(f"{where}.{location}: {message}.") from None
+            raise AppsConfigError(
+                messages.CONFIG_ERROR.format(where=f"{where}.{location}", detail=message)
+            ) from None
         except ValueError as error:
-            raise AppsConfigError(f"{where}: {error}.") from None
+            raise AppsConfigError(messages.CONFIG_ERROR.format(where=where, detail=error)) from None
     return ProviderRegistry(providers, _load_parents(path, document.get("parents", {}), providers))
 
 
@@ -314,20 +324,24 @@ def _load_parents(
     path: Path, tables: Any, providers: Mapping[str, Provider]
 ) -> dict[str, ParentConfig]:
     if not isinstance(tables, dict):
-        raise AppsConfigError(f"{path}: [parents] must be a table.")
+        raise AppsConfigError(messages.CONFIG_TABLE_NOT_A_TABLE.format(path=path, table="parents"))
     parents: dict[str, ParentConfig] = {}
     for name, table in tables.items():
         where = f"{path}: parents.{name}"
         if not name.replace("_", "").isalnum() or not name.islower():
-            raise AppsConfigError(f"{where}: parent names use lower-case letters, digits and _.")
+            raise AppsConfigError(messages.APPS_PARENT_NAME_INVALID.format(where=where))
         try:
             parent = ParentTable.model_validate(table)
         except ValidationError as error:
             first = error.errors()[0]
             location = ".".join(str(part) for part in first["loc"])
-            raise AppsConfigError(f"{where}.{location}: {first['msg']}.") from None
+            raise AppsConfigError(
+                messages.CONFIG_ERROR.format(where=f"{where}.{location}", detail=first["msg"])
+            ) from None
         if parent.app not in providers:
-            raise AppsConfigError(f"{where}.app: no app {parent.app!r} is configured.")
+            raise AppsConfigError(
+                messages.APPS_PARENT_APP_UNKNOWN.format(where=where, app=parent.app)
+            )
         parents[name] = ParentConfig(
             name=name, app=parent.app, contact=parent.contact, tenant=parent.tenant
         )

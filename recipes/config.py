@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import messages
 from recipes import templates
 from recipes.model import (
     RECIPE_KEY,
@@ -56,7 +57,7 @@ class ActionConfig(_Model):
 class ResultConfig(_Model):
     """`[recipes.<key>.result]`."""
 
-    verb: str = Field(default="Done", min_length=1)
+    verb: str = Field(default=messages.RECIPE_VERB_DEFAULT, min_length=1)
     fields: dict[str, str] = Field(default_factory=dict)
     link: str | None = None
 
@@ -86,11 +87,13 @@ def _check_body(where: str, body: Any, names: Collection[str]) -> JsonValue:
         try:
             templates.check(body, names)
         except TemplateError as error:
-            raise RecipesConfigError(f"{where}: {error}.") from None
+            raise RecipesConfigError(
+                messages.CONFIG_ERROR.format(where=where, detail=error)
+            ) from None
         return body
     if isinstance(body, bool | int) or (isinstance(body, float) and math.isfinite(body)):
         return body
-    raise RecipesConfigError(f"{where}: must be a string, a finite number, true/false or a table.")
+    raise RecipesConfigError(messages.RECIPES_BODY_VALUE.format(where=where))
 
 
 def _examples(where: str, examples: Mapping[str, Any], phrase: Phrase) -> dict[str, str]:
@@ -99,16 +102,20 @@ def _examples(where: str, examples: Mapping[str, Any], phrase: Phrase) -> dict[s
     for name, value in examples.items():
         argument = arguments.get(name)
         if argument is None:
-            raise RecipesConfigError(f"{where}.examples.{name}: is not an argument of the phrase.")
+            raise RecipesConfigError(
+                messages.RECIPES_EXAMPLE_UNKNOWN.format(where=where, name=name)
+            )
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise RecipesConfigError(f"{where}.examples.{name}: must be a string or a number.")
+            raise RecipesConfigError(messages.RECIPES_EXAMPLE_TYPE.format(where=where, name=name))
         text = str(value)
         if '"' in text:
-            raise RecipesConfigError(f"{where}.examples.{name}: cannot contain double quotes.")
+            raise RecipesConfigError(messages.RECIPES_EXAMPLE_QUOTES.format(where=where, name=name))
         try:
             argument.parse(text)
         except ValueError as error:
-            raise RecipesConfigError(f"{where}.examples.{name}: {error}.") from None
+            raise RecipesConfigError(
+                messages.CONFIG_ERROR.format(where=f"{where}.examples.{name}", detail=error)
+            ) from None
         checked[name] = text
     return checked
 
@@ -117,31 +124,39 @@ def _build(where: str, key: str, config: RecipeConfig) -> Recipe:
     try:
         phrase = parse_phrase(config.phrase)
     except ValueError as error:
-        raise RecipesConfigError(f"{where}.phrase: {error}.") from None
+        raise RecipesConfigError(
+            messages.CONFIG_ERROR.format(where=f"{where}.phrase", detail=error)
+        ) from None
     secrets = check_secret_arguments(where, config.secret_arguments, phrase)
     names = {argument.name for argument in phrase.arguments} | {API_BASE_URL}
     action = config.action
     try:
         templates.check_url(action.url, names)
     except TemplateError as error:
-        raise RecipesConfigError(f"{where}.action.url: {error}.") from None
+        raise RecipesConfigError(
+            messages.CONFIG_ERROR.format(where=f"{where}.action.url", detail=error)
+        ) from None
     if action.method == "GET" and action.body is not None:
-        raise RecipesConfigError(f"{where}.action.body: a GET request has no body.")
+        raise RecipesConfigError(messages.RECIPES_GET_BODY.format(where=where))
     body = None if action.body is None else _check_body(f"{where}.action.body", action.body, names)
     for label, path in config.result.fields.items():
         if not templates.is_path(path):
             raise RecipesConfigError(
-                f"{where}.result.fields.{label}: {path!r} is not a dotted path like result.number."
+                messages.RECIPES_FIELD_NOT_PATH.format(where=where, label=label, path=path)
             )
     link = config.result.link
     if link is not None:
         try:
             templates.check_url(link, names, response=True)
         except TemplateError as error:
-            raise RecipesConfigError(f"{where}.result.link: {error}.") from None
+            raise RecipesConfigError(
+                messages.CONFIG_ERROR.format(where=f"{where}.result.link", detail=error)
+            ) from None
         for name in templates.placeholders(link):
             if name in secrets:
-                raise RecipesConfigError(f"{where}.result.link: shows the secret argument {name}.")
+                raise RecipesConfigError(
+                    messages.RECIPES_LINK_SHOWS_SECRETS.format(where=where, name=name)
+                )
     return Recipe(
         key=key,
         name=config.name,
@@ -160,9 +175,9 @@ def _validation_message(error: ValidationError) -> tuple[str, str]:
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
-        return location, "unknown key"
+        return location, messages.CONFIG_UNKNOWN_KEY
     if first["type"] == "missing":
-        return location, "is required"
+        return location, messages.CONFIG_REQUIRED
     return location, str(first["msg"]).removeprefix("Value error, ")
 
 
@@ -177,30 +192,38 @@ def load_recipes(
     try:
         document = tomllib.loads(path.read_bytes().decode("utf-8"))
     except OSError as error:
-        raise RecipesConfigError(f"{path}: cannot be read ({error.strerror}).") from None
+        raise RecipesConfigError(
+            messages.CONFIG_UNREADABLE.format(path=path, reason=error.strerror)
+        ) from None
     except UnicodeDecodeError:
-        raise RecipesConfigError(f"{path}: is not UTF-8 text.") from None
+        raise RecipesConfigError(messages.CONFIG_NOT_UTF8.format(path=path)) from None
     except tomllib.TOMLDecodeError as error:
-        raise RecipesConfigError(f"{path}: is not valid TOML ({error}).") from None
+        raise RecipesConfigError(messages.CONFIG_NOT_TOML.format(path=path, error=error)) from None
     unknown = set(document) - {"recipes"}
     if unknown:
-        raise RecipesConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}.")
+        raise RecipesConfigError(
+            messages.CONFIG_UNKNOWN_TOP_KEY.format(path=path, key=sorted(unknown)[0])
+        )
     recipes = document.get("recipes", {})
     if not isinstance(recipes, dict):
-        raise RecipesConfigError(f"{path}: [recipes] must be a table.")
+        raise RecipesConfigError(
+            messages.CONFIG_TABLE_NOT_A_TABLE.format(path=path, table="recipes")
+        )
     book = RecipeBook(
         parent_names=parent_names, reserved_phrases=reserved_phrases, source=str(path)
     )
     for key, table in recipes.items():
         where = f"{path}: recipes.{key}"
         if not RECIPE_KEY.fullmatch(key):
-            raise RecipesConfigError(f"{where}: recipe keys use lower-case letters, digits and _.")
+            raise RecipesConfigError(messages.RECIPES_KEY_INVALID.format(where=where))
         if not isinstance(table, dict):
-            raise RecipesConfigError(f"{where}: must be a table.")
+            raise RecipesConfigError(messages.CONFIG_NOT_A_TABLE.format(where=where))
         try:
             config = RecipeConfig.model_validate(table)
         except ValidationError as error:
             location, message = _validation_message(error)
-            raise RecipesConfigError(f"{where}.{location}: {message}.") from None
+            raise RecipesConfigError(
+                messages.CONFIG_ERROR.format(where=f"{where}.{location}", detail=message)
+            ) from None
         book.add(_build(where, key, config))
     return book

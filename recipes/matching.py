@@ -16,6 +16,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+import messages
 from recipes import templates
 from recipes.model import Recipe, RecipeBook
 from recipes.phrases import Argument, ArgumentValue
@@ -59,7 +60,7 @@ def tokenize(text: str) -> list[str]:
     try:
         return list(lexer)
     except ValueError:
-        raise TokenizeError("a double quote is not closed") from None
+        raise TokenizeError(messages.RECIPE_QUOTE_NOT_CLOSED) from None
 
 
 def _url_arguments(recipe: Recipe) -> frozenset[str]:
@@ -73,7 +74,10 @@ def _url_arguments(recipe: Recipe) -> frozenset[str]:
 
 
 def _with_example(recipe: Recipe, message: str) -> MatchProblem:
-    return MatchProblem(recipe, f"{message}. Example: {recipe.example()}")
+    return MatchProblem(
+        recipe,
+        messages.RECIPE_PROBLEM_WITH_EXAMPLE.format(problem=message, example=recipe.example()),
+    )
 
 
 def _shape_problem(recipe: Recipe, extra: bool) -> MatchProblem:
@@ -81,13 +85,10 @@ def _shape_problem(recipe: Recipe, extra: bool) -> MatchProblem:
     rest = recipe.phrase.parts[len(recipe.phrase.words) :]
     expected = " ".join(part if isinstance(part, str) else part.usage() for part in rest)
     if not extra:
-        return _with_example(recipe, f'"{words}" needs: {expected}')
+        return _with_example(recipe, messages.RECIPE_NEEDS.format(words=words, expected=expected))
     if not rest:
-        return _with_example(recipe, f'"{words}" takes nothing after it')
-    return _with_example(
-        recipe,
-        f'"{words}" takes only: {expected}; put a value with spaces in double quotes',
-    )
+        return _with_example(recipe, messages.RECIPE_TAKES_NOTHING.format(words=words))
+    return _with_example(recipe, messages.RECIPE_TAKES_ONLY.format(words=words, expected=expected))
 
 
 def match(book: RecipeBook, text: str) -> Match | MatchProblem | None:
@@ -99,7 +100,7 @@ def match(book: RecipeBook, text: str) -> Match | MatchProblem | None:
         recipe = book.find(text.translate(_CURLY_QUOTES).replace('"', " ").split())
         if recipe is None:
             return None
-        return _with_example(recipe, 'A double quote (") is not closed')
+        return _with_example(recipe, messages.RECIPE_QUOTE_NOT_CLOSED_PROBLEM)
     recipe = book.find(tokens)
     if recipe is None:
         return None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, TypeAlias
 
+import messages
 from recipes import templates
 from recipes.phrases import ArgumentType, ArgumentValue, Phrase, parse_phrase, quote_value
 from recipes.templates import JsonValue, TemplateValue
@@ -169,7 +170,7 @@ def check_secret_arguments(where: str, secrets: Collection[str], phrase: Phrase)
     for secret in secrets:
         if secret not in names:
             raise RecipesConfigError(
-                f"{where}.secret_arguments: {secret} is not an argument of the phrase."
+                messages.RECIPES_SECRETS_UNKNOWN.format(where=where, name=secret)
             )
     return frozenset(secrets)
 
@@ -224,26 +225,27 @@ class RecipeBook:
         """
         where = f"{source or self.source}: recipes.{recipe.key}"
         if not RECIPE_KEY.fullmatch(recipe.key):
-            raise RecipesConfigError(f"{where}: recipe keys use lower-case letters, digits and _.")
+            raise RecipesConfigError(messages.RECIPES_KEY_INVALID.format(where=where))
         if recipe.key in self._recipes:
-            raise RecipesConfigError(f"{where}: the key is already used by another recipe.")
+            raise RecipesConfigError(messages.RECIPES_KEY_TAKEN.format(where=where))
         if (recipe.action is None) == (recipe.handler is None):
-            raise RecipesConfigError(f"{where}: a recipe has either an action or a handler.")
+            raise RecipesConfigError(messages.RECIPES_ACTION_OR_HANDLER.format(where=where))
         if recipe.parent not in self._parents:
             raise RecipesConfigError(
-                f"{where}.parent: {recipe.parent!r} is not a configured parent connection."
+                messages.RECIPES_PARENT_UNKNOWN.format(where=where, parent=recipe.parent)
             )
         words = " ".join(recipe.phrase.words)
         for phrase, reserved in self._reserved.items():
             if _overlaps(recipe.phrase.prefix, reserved):
                 raise RecipesConfigError(
-                    f'{where}.phrase: "{words}" collides with the built-in command "{phrase}".'
+                    messages.RECIPES_PHRASE_BUILTIN.format(where=where, words=words, command=phrase)
                 )
         for other in self._recipes.values():
             if _overlaps(recipe.phrase.prefix, other.phrase.prefix):
                 raise RecipesConfigError(
-                    f'{where}.phrase: "{words}" collides with recipe {other.key} '
-                    f'("{other.phrase.text}"), so a message could match both.'
+                    messages.RECIPES_PHRASE_COLLIDES.format(
+                        where=where, words=words, other=other.key, other_phrase=other.phrase.text
+                    )
                 )
         self._recipes[recipe.key] = recipe
         return recipe
@@ -259,7 +261,7 @@ class RecipeBook:
         handler: Handler,
         description: str | None = None,
         secret_arguments: Collection[str] = (),
-        verb: str = "Done",
+        verb: str = messages.RECIPE_VERB_DEFAULT,
     ) -> Recipe:
         """Add a code recipe: `handler(context)` performs the action and returns its result.
 
@@ -269,13 +271,15 @@ class RecipeBook:
         source = _handler_source(handler)
         where = f"{source}: recipes.{key}"
         if not callable(handler):
-            raise RecipesConfigError(f"{where}.handler: must be an async callable.")
+            raise RecipesConfigError(messages.RECIPES_HANDLER_NOT_CALLABLE.format(where=where))
         if not name.strip():
-            raise RecipesConfigError(f"{where}.name: must not be empty.")
+            raise RecipesConfigError(messages.RECIPES_NAME_EMPTY.format(where=where))
         try:
             parsed = parse_phrase(phrase)
         except ValueError as error:
-            raise RecipesConfigError(f"{where}.phrase: {error}.") from None
+            raise RecipesConfigError(
+                messages.CONFIG_ERROR.format(where=f"{where}.phrase", detail=error)
+            ) from None
         recipe = Recipe(
             key=key,
             name=name,

@@ -59,7 +59,7 @@ class Argument:
             ValueError: with a message for the person who typed it.
         """
         if not token.strip():
-            raise ValueError(f"{self.name} must not be empty")
+            raise ValueError(messages.RECIPE_ARGUMENT_EMPTY.format(name=self.name))
         if self.type == "text":
             if in_url and templates.has_dot_segment(token):
                 raise ValueError(
@@ -67,13 +67,17 @@ class Argument:
                 )
             return token
         if len(token) > _MAX_NUMBER_LENGTH:
-            raise ValueError(f"{self.name} is too long for a number")
+            raise ValueError(messages.RECIPE_ARGUMENT_TOO_LONG.format(name=self.name))
         if self.type == "integer":
             if _INTEGER.fullmatch(token):
                 return int(token)
-            raise ValueError(f"{self.name} must be a whole number, not {_shown(token)}")
+            raise ValueError(
+                messages.RECIPE_ARGUMENT_NOT_INTEGER.format(name=self.name, value=_shown(token))
+            )
         if not _NUMBER.fullmatch(token):
-            raise ValueError(f"{self.name} must be a number, not {_shown(token)}")
+            raise ValueError(
+                messages.RECIPE_ARGUMENT_NOT_NUMBER.format(name=self.name, value=_shown(token))
+            )
         if "." not in token:
             return int(token)
         number = float(token)
@@ -122,41 +126,41 @@ def parse_phrase(text: str) -> Phrase:
         ValueError: naming the problem (no leading word, unknown type, duplicate argument...).
     """
     if not text.strip():
-        raise ValueError("must not be empty")
+        raise ValueError(messages.PHRASE_EMPTY)
     try:
         parsed = list(_FORMATTER.parse(text))
     except ValueError:
-        raise ValueError("has an unbalanced { or }") from None
+        raise ValueError(messages.PHRASE_UNBALANCED) from None
     parts: list[str | Argument] = []
     names: set[str] = set()
     after_argument = False
     for literal, name, spec, conversion in parsed:
         if after_argument and literal and not literal[0].isspace():
-            raise ValueError("needs a space after each {argument}")
+            raise ValueError(messages.PHRASE_SPACE_AFTER)
         words = literal.split()
         if any(set(word) & set('"{}') for word in words):
-            raise ValueError("has a word with a double quote or a brace")
+            raise ValueError(messages.PHRASE_QUOTE_OR_BRACE)
         parts.extend(words)
         if name is None:
             continue
         if (literal and not literal[-1].isspace()) or (not literal and after_argument):
-            raise ValueError(f"needs a space before {{{name}}}")
+            raise ValueError(messages.PHRASE_SPACE_BEFORE.format(name=name))
         if not name:
-            raise ValueError("has an empty {}; arguments need a name")
+            raise ValueError(messages.PHRASE_EMPTY_ARGUMENT)
         if conversion is not None:
-            raise ValueError(f"{{{name}!{conversion}}} is not an argument; drop the !{conversion}")
+            raise ValueError(messages.PHRASE_CONVERSION.format(name=name, conversion=conversion))
         if not _ARGUMENT_NAME.fullmatch(name):
-            raise ValueError(f"{{{name}}}: argument names use lower-case letters, digits and _")
+            raise ValueError(messages.PHRASE_ARGUMENT_NAME.format(name=name))
         if name in _RESERVED_ARGUMENTS:
-            raise ValueError(f"{{{name}}}: {name} is reserved, choose another argument name")
+            raise ValueError(messages.PHRASE_ARGUMENT_RESERVED.format(name=name))
         kind = _TYPES.get(spec or "text")
         if kind is None:
-            raise ValueError(f"{{{name}:{spec}}} has an unknown type; use text, number or integer")
+            raise ValueError(messages.PHRASE_ARGUMENT_TYPE.format(name=name, spec=spec))
         if name in names:
-            raise ValueError(f"uses the argument {name} twice")
+            raise ValueError(messages.PHRASE_ARGUMENT_TWICE.format(name=name))
         names.add(name)
         parts.append(Argument(name, kind))
         after_argument = True
     if not isinstance(parts[0], str):
-        raise ValueError('must start with a literal word, like "create opportunity {name}"')
+        raise ValueError(messages.PHRASE_LITERAL_FIRST)
     return Phrase(" ".join(text.split()), tuple(parts))

@@ -43,6 +43,8 @@ from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from yarl import URL
 
+import messages
+
 JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
 TemplateValue: TypeAlias = str | int | float
 
@@ -95,17 +97,17 @@ def parse(template: str) -> tuple[Part, ...]:
     try:
         parsed = list(_FORMATTER.parse(template))
     except ValueError:
-        raise TemplateError("has an unbalanced { or }; write {{ or }} for a brace") from None
+        raise TemplateError(messages.TEMPLATE_UNBALANCED) from None
     for literal, field, spec, conversion in parsed:
         if literal:
             parts.append(literal)
         if field is None:
             continue
         if not field:
-            raise TemplateError("has an empty {}; placeholders need a name")
+            raise TemplateError(messages.TEMPLATE_EMPTY_PLACEHOLDER)
         if conversion is not None or spec:
             # Types belong in the phrase; a template placeholder is just a name.
-            raise TemplateError(f"{{{field}}} must be a plain name, without ! or :")
+            raise TemplateError(messages.TEMPLATE_NOT_PLAIN.format(name=field))
         parts.append(Placeholder(field))
     return tuple(parts)
 
@@ -195,10 +197,9 @@ def check(template: str, names: Collection[str], *, response: bool = False) -> N
         if response and name.startswith(RESPONSE_PREFIX):
             if is_path(name.removeprefix(RESPONSE_PREFIX)):
                 continue
-            raise TemplateError(f"{{{name}}} is not a dotted path like {{response.id}}")
-        allowed = "a phrase argument, {connection.api_base_url}"
-        allowed += " or {response.<path>}" if response else ""
-        raise TemplateError(f"{{{name}}} is unknown; a placeholder is {allowed}")
+            raise TemplateError(messages.TEMPLATE_NOT_A_PATH.format(name=name))
+        unknown = messages.TEMPLATE_UNKNOWN_WITH_RESPONSE if response else messages.TEMPLATE_UNKNOWN
+        raise TemplateError(unknown.format(name=name))
 
 
 def check_url(template: str, names: Collection[str], *, response: bool = False) -> None:
@@ -214,20 +215,20 @@ def check_url(template: str, names: Collection[str], *, response: bool = False) 
     check(template, names, response=response)
     parts = parse(template)
     if any(has_dot_segment(segment) for segment in _literal_path_segments(parts)):
-        raise TemplateError("has a . or .. path segment; write the path it leads to instead")
+        raise TemplateError(messages.TEMPLATE_DOT_SEGMENT)
     first = parts[0] if parts else ""
     if first == Placeholder(API_BASE_URL):
         after = parts[1] if len(parts) > 1 else ""
         if not (isinstance(after, str) and after.startswith(("/", "?"))) and len(parts) > 1:
-            raise TemplateError("must have / or ? right after {connection.api_base_url}")
+            raise TemplateError(messages.TEMPLATE_AFTER_BASE_URL)
         return
     if isinstance(first, str) and first.startswith("https://"):
         host = re.split(r"[/?#]", first.removeprefix("https://"), maxsplit=1)
         # The host must be complete in the literal text, i.e. followed by / ? # or the end.
         if host[0] and (len(host) > 1 or len(parts) == 1):
             return
-        raise TemplateError("must name its https host in full, without placeholders")
-    raise TemplateError("must start with {connection.api_base_url} or https://")
+        raise TemplateError(messages.TEMPLATE_HOST_IN_FULL)
+    raise TemplateError(messages.TEMPLATE_URL_START)
 
 
 def template_values(
@@ -251,8 +252,8 @@ def _value(values: Mapping[str, TemplateValue], name: str) -> TemplateValue:
     if name in values:
         return values[name]
     if name == API_BASE_URL:
-        raise TemplateError("the connection has no API base URL")
-    raise TemplateError(f"no value for {{{name}}}")
+        raise TemplateError(messages.TEMPLATE_NO_BASE_URL)
+    raise TemplateError(messages.TEMPLATE_NO_VALUE.format(name=name))
 
 
 def render_url(template: str, values: Mapping[str, TemplateValue]) -> str:
@@ -278,9 +279,9 @@ def _resolved(url: str) -> URL:
     try:
         resolved = URL(url)
     except (TypeError, ValueError):
-        raise TargetError("is not a valid URL") from None
+        raise TargetError(messages.TARGET_INVALID) from None
     if resolved.scheme not in ("http", "https") or not resolved.raw_host:
-        raise TargetError("is not an absolute http(s) URL")
+        raise TargetError(messages.TARGET_NOT_ABSOLUTE)
     return resolved
 
 
@@ -305,17 +306,17 @@ def render_target(template: str, values: Mapping[str, TemplateValue]) -> URL:
         fixed_text += part if isinstance(part, str) else _text(_value(values, part.name))
     target, fixed = _resolved(rendered), _resolved(fixed_text)
     if _authority(target) != _authority(fixed):
-        raise TargetError("goes to another host than its template names")
+        raise TargetError(messages.TARGET_OTHER_HOST)
     if re.search(r"[?#]", fixed_text.partition("://")[2]):
         inside = target.raw_path == fixed.raw_path
     else:
         prefix = fixed.raw_path[: fixed.raw_path.rfind("/") + 1]
         inside = target.raw_path.startswith(prefix)
     if not inside:
-        raise TargetError("leaves the path its template fixes")
+        raise TargetError(messages.TARGET_LEAVES_PATH)
     # Inside its prefix, a "." or ".." could still drop or swap a segment of the template's own.
     if any(has_dot_segment(segment) for segment in urlsplit(rendered).path.split("/")):
-        raise TargetError("has a . or .. path segment")
+        raise TargetError(messages.TARGET_DOT_SEGMENT)
     # With no dot segment, resolving changed nothing that matters, so send what was built, byte
     # for byte: yarl would otherwise decode reserved characters a value had encoded (%3B to ;
     # in a path, %2F to / in a query), which a server may read differently.

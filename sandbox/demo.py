@@ -24,6 +24,7 @@ from pathlib import Path
 from aiohttp import web
 from werkzeug.serving import make_server
 
+import messages
 from app import DATABASE_KEY, PathOnlyAccessLogger, configure_logging, create_app
 from sandbox.server import SandboxClient, SandboxConfig
 from sandbox.server import create_app as create_sandbox
@@ -106,7 +107,9 @@ async def seed_connections(app: web.Application) -> AsyncIterator[None]:
         await store.create_runtime(
             parent_id=parent.id,
             owner=PLAYGROUND_USER,
-            account=ProviderAccount(id="not-signed-in", display_name="not signed in yet"),
+            account=ProviderAccount(
+                id="not-signed-in", display_name=messages.SANDBOX_NOT_SIGNED_IN
+            ),
             status=ConnectionStatus.DISCONNECTED,
         )
     yield
@@ -116,7 +119,7 @@ def main() -> int:
     try:
         settings = load_settings()
     except SettingsError as error:
-        print(f"Cannot start: {error}", file=sys.stderr)
+        print(messages.START_FAILED.format(error=error), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     base_url = str(settings.public_base_url).rstrip("/")
@@ -145,8 +148,8 @@ def main() -> int:
     )
     app = create_app(settings)
     app.cleanup_ctx.append(seed_connections)
-    log.info("Sandbox provider on %s; bot on %s/api/messages", sandbox_url, base_url)
-    log.info("Start the Agents Playground with: %s", PLAYGROUND_COMMAND)
+    log.info(messages.LOG_SANDBOX_STARTED, sandbox_url, base_url)
+    log.info(messages.LOG_SANDBOX_PLAYGROUND, PLAYGROUND_COMMAND)
     try:
         web.run_app(
             app,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+import messages
 from settings import Settings
 from storage.crypto import KEYS_SETTING, TokenCipher
 
@@ -63,10 +64,7 @@ def load_token_cipher(
     if any(key.strip() for key in configured_keys):
         return TokenCipher(configured_keys, source=KEYS_SETTING)
     if production:
-        raise TokenKeyMissing(
-            f"Set {KEYS_SETTING}: tokens cannot be stored without an encryption key in "
-            "production (generate one with `python -m admin tokens new-key`)."
-        )
+        raise TokenKeyMissing(messages.ENCRYPTION_KEYS_MISSING.format(setting=KEYS_SETTING))
     path = Path(data_dir) / KEY_FILE_NAME
     created = _create_key_file(path)
     keys = _read_key_file(path)
@@ -74,9 +72,7 @@ def load_token_cipher(
     if resolved not in _warned:
         _warned.add(resolved)
         log.warning(
-            "%s a local token encryption key at %s because %s is not set; "
-            "set it before using real accounts in production",
-            "Generated" if created else "Using",
+            messages.LOG_ENCRYPTION_KEY_GENERATED if created else messages.LOG_ENCRYPTION_KEY_LOCAL,
             resolved,
             KEYS_SETTING,
         )
@@ -117,18 +113,19 @@ def _read_key_file(path: Path) -> list[str]:
         mode = os.fstat(file.fileno()).st_mode
         if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise TokenKeyFileInsecure(
-                f"The token encryption key file {path} is accessible by group or others "
-                f"(mode {stat.S_IMODE(mode):03o}); run `chmod 600 {path}` and start again."
+                messages.ENCRYPTION_KEY_FILE_INSECURE.format(
+                    path=path, mode=f"{stat.S_IMODE(mode):03o}"
+                )
             )
         content = file.read()
     try:
         text = content.decode("ascii")
     except UnicodeDecodeError:
         # Not the decoder's message: it would quote a byte of the file.
-        raise ValueError(f"The token encryption key file {path} is not a key file") from None
+        raise ValueError(messages.ENCRYPTION_KEY_FILE_NOT_KEYS.format(path=path)) from None
     keys = [line.strip() for line in text.splitlines() if line.strip()]
     if not keys:
-        raise ValueError(f"The token encryption key file {path} holds no key")
+        raise ValueError(messages.ENCRYPTION_KEY_FILE_EMPTY.format(path=path))
     return keys
 
 
