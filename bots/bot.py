@@ -32,6 +32,9 @@ ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
 # How long a turn may take before the person is told to try again (Teams waits about 15 s for
 # an invoke; the store and providers are given a few seconds, the reply the rest).
 TURN_BUDGET_S = 4.0
+# How long telling the person "try again" may take on top (so a dead connector costs at most
+# TURN_BUDGET_S + TELL_BUDGET_S, never its own retries again and again).
+TELL_BUDGET_S = 2.0
 MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 # Longer messages are answered without being read: no command or recipe is that long, and
 # splitting a long text into words costs time every other person's turn waits for.
@@ -94,10 +97,11 @@ class RuntimeConnectionsBot(ActivityHandler):
 
     async def _try_again(self, context: TurnContext) -> None:
         activity = context.activity
-        if activity.type == ActivityTypes.message:
-            await context.send_activity(messages.TURN_FAILED)
-        elif activity.type == ActivityTypes.invoke:
+        if activity.type == ActivityTypes.invoke:
+            # The invoke's answer is the HTTP response itself: nothing is sent elsewhere.
             await self._send_invoke_response(context, card_action_response(messages.TURN_FAILED))
+        elif activity.type == ActivityTypes.message:
+            await tell_briefly(context, messages.TURN_FAILED)
 
     async def _refuse(self, context: TurnContext) -> None:
         activity = context.activity
@@ -177,11 +181,18 @@ class RuntimeConnectionsBot(ActivityHandler):
         await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
 
 
+async def tell_briefly(context: TurnContext, text: str) -> None:
+    """Tell the person `text`, giving up after TELL_BUDGET_S: the reply path itself may be what
+    failed (a connector that refuses or hangs), and its retries must not hold the request."""
+    try:
+        async with asyncio.timeout(TELL_BUDGET_S):
+            await context.send_activity(text)
+    except Exception:  # TimeoutError included: the turn is over either way
+        log.warning(messages.LOG_COULD_NOT_TELL, exc_info=True)
+
+
 async def on_turn_error(context: TurnContext, error: Exception) -> None:
     """The adapter's last resort: log without payloads and tell the person something went wrong."""
     log.error(messages.LOG_TURN_ERROR, context.activity.type, exc_info=error)
     if context.activity.type == ActivityTypes.message:
-        try:
-            await context.send_activity(messages.TURN_FAILED)
-        except Exception:  # the reply path itself may be what failed
-            log.warning(messages.LOG_COULD_NOT_TELL, exc_info=True)
+        await tell_briefly(context, messages.TURN_FAILED)

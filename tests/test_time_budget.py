@@ -14,10 +14,11 @@ import pytest
 from bson import ObjectId
 
 import messages
+from bots.bot import TELL_BUDGET_S, TURN_BUDGET_S
 from cards import verbs
 from storage.crypto import TokenCipher
 from storage.models import ConnectionStatus, ProviderAccount
-from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot
+from tests.conftest import TEST_TOKEN_KEY, RunningBot, StartBot, free_port
 from tests.support import activities
 from tests.support.activities import JANE
 from tests.support.data import ADMIN, owner
@@ -140,3 +141,23 @@ async def test_callback_with_a_hanging_provider_is_bounded(
     assert elapsed < 5 + 1.5
     raw = await bot.database.db["login_states"].find_one({})
     assert raw is not None and raw.get("tokens") is None
+
+
+async def test_a_dead_connector_holds_a_turn_no_longer_than_its_budgets(
+    start_bot: StartBot,
+) -> None:
+    """Nothing listens at the activity's serviceUrl, so every reply is refused (and retried by
+    the SDK): the request is still answered within the turn's budget plus the budget for
+    saying "try again", not after the retries of every attempt; the same bot then answers the
+    next request normally."""
+    running = await start_bot()
+    dead = f"http://127.0.0.1:{free_port()}/"
+    started = time.monotonic()
+    status, _ = await running.post(activities.message(JANE, dead, "help"))
+    elapsed = time.monotonic() - started
+    assert status == 200
+    assert elapsed < TURN_BUDGET_S + TELL_BUDGET_S + 1.5, elapsed
+    status, _ = await running.post(activities.message(JANE, running.service_url, "help"))
+    assert status == 200
+    [reply] = running.connector.sent
+    assert reply.card is not None and messages.HELP_TITLE in json.dumps(reply.card)
