@@ -64,6 +64,8 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 from flask import Flask, Response, jsonify, request
 
+from sandbox.oidc import SandboxIssuer, SandboxOpenIDCode
+
 TokenEndpointAuthMethod = Literal["client_secret_post", "client_secret_basic"]
 AUTH_METHODS: tuple[TokenEndpointAuthMethod, ...] = ("client_secret_post", "client_secret_basic")
 DEFAULT_SCOPES: tuple[str, ...] = ("profile", "email", "opportunities")
@@ -144,6 +146,9 @@ class SandboxConfig:
     users: tuple[SandboxUser, ...] = DEFAULT_USERS
     access_token_lifetime: int = 3600
     issuer: str | None = None
+    # When set, the sandbox is also an OpenID Connect issuer at `<base>/<oidc_tenant>` whose ID
+    # tokens name this tenant (`tid`): see sandbox/oidc.py.
+    oidc_tenant: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "clients", tuple(self.clients))
@@ -228,12 +233,27 @@ class AuthorizationCode(AuthorizationCodeMixin):
     # revoked refresh token can take the whole chain down.
     grant_id: str
     used: bool = False
+    # OpenID Connect: the client's nonce, echoed in the ID token, and when the user consented.
+    nonce: str | None = None
+    auth_time: float = 0.0
 
     def get_redirect_uri(self) -> str | None:
         return self.redirect_uri
 
     def get_scope(self) -> str:
         return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.auth_time)
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
 
 
 @dataclass(eq=False)
@@ -467,6 +487,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             code_challenge_method=data.get("code_challenge_method"),
             expires_at=time.time() + AUTHORIZATION_CODE_LIFETIME_S,
             grant_id=uuid.uuid4().hex,
+            nonce=data.get("nonce"),
+            auth_time=time.time(),
         )
         with state.lock:
             state.codes[code] = item
@@ -598,7 +620,25 @@ def create_app(config: SandboxConfig) -> Flask:
         ),
     )
     server.scopes_supported = sorted({s for c in config.clients for s in c.scopes})
-    server.register_grant(AuthorizationCodeGrant, [RequiredS256CodeChallenge(required=True)])
+    code_extensions: list[Any] = [RequiredS256CodeChallenge(required=True)]
+    issuer = SandboxIssuer(config.oidc_tenant) if config.oidc_tenant else None
+    if issuer is not None:
+
+        def nonce_used(client_id: str, nonce: str) -> bool:
+            with state.lock:
+                return any(
+                    code.client_id == client_id and code.nonce == nonce
+                    for code in state.codes.values()
+                )
+
+        code_extensions.append(
+            SandboxOpenIDCode(
+                issuer,
+                base_url=lambda: config.issuer or request.host_url.rstrip("/"),
+                nonce_used=nonce_used,
+            )
+        )
+    server.register_grant(AuthorizationCodeGrant, code_extensions)
     server.register_grant(RefreshTokenGrant)
     server.register_endpoint(SandboxRevocationEndpoint)
 
@@ -647,6 +687,19 @@ def create_app(config: SandboxConfig) -> Flask:
             response.headers["Referrer-Policy"] = "no-referrer"
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    @app.get("/<tenant>/.well-known/openid-configuration")
+    def openid_configuration(tenant: str) -> Response | tuple[Response, int]:
+        if issuer is None or tenant != issuer.tenant:
+            return jsonify(error="not_found"), 404
+        base = config.issuer or request.host_url.rstrip("/")
+        return jsonify(issuer.discovery(base, list(server.scopes_supported or [])))
+
+    @app.get("/<tenant>/discovery/keys")
+    def signing_keys(tenant: str) -> Response | tuple[Response, int]:
+        if issuer is None or tenant != issuer.tenant:
+            return jsonify(error="not_found"), 404
+        return jsonify(issuer.jwks())
 
     @app.get("/oauth/authorize")
     def authorize_page() -> Response:

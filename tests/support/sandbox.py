@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,16 +107,20 @@ class RunningSandbox:
 
 
 @contextmanager
-def run_sandbox(config: SandboxConfig | None = None) -> Iterator[RunningSandbox]:
-    """Serve a fresh sandbox on 127.0.0.1 (a free port) for the duration of the block."""
+def run_sandbox(
+    config: SandboxConfig | None = None, *, tls: ssl.SSLContext | None = None
+) -> Iterator[RunningSandbox]:
+    """Serve a fresh sandbox on 127.0.0.1 (a free port) for the duration of the block, over
+    HTTPS when given a server TLS context (tests/support/tls.py)."""
     app = create_app(config or sandbox_config())
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=tls)
     # A short poll interval keeps shutdown() (which waits for the loop) quick.
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
-    running = RunningSandbox(app, server, thread, f"http://127.0.0.1:{server.server_port}")
+    scheme = "https" if tls is not None else "http"
+    running = RunningSandbox(app, server, thread, f"{scheme}://127.0.0.1:{server.server_port}")
     try:
         yield running
     finally:
