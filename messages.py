@@ -486,3 +486,12 @@ RECIPE_PROBLEM_WITH_EXAMPLE = "{problem}. Example: {example}"
 RECIPE_NEEDS = '"{words}" needs: {expected}'
 RECIPE_TAKES_NOTHING = '"{words}" takes nothing after it'
 RECIPE_TAKES_ONLY = '"{words}" takes only: {expected}; put a value with spaces in double quotes'
+
+# admin privileges (command line)
+CLI_NONE = "(none)"
+CLI_PRIVILEGE_ROW = "{tenant}\t{kind}\t{principal}\t{name}\t{privileges}"
+CLI_PRIVILEGE_NONE_CHOSEN = "Name at least one privilege, or --all for every one; nothing was done."
+CLI_PRIVILEGE_GRANTED = "{principal} now holds: {privileges}."
+CLI_PRIVILEGE_NOTHING_TO_REVOKE = "{principal} held none of those privileges; nothing was done."
+CLI_PRIVILEGE_REVOKED = "Revoked from {principal}."
+CLI_PRIVILEGE_UNKNOWN = "{value!r} is not a privilege; choose from {choices}"

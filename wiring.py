@@ -144,6 +144,7 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
                         database.recipe_runs.collection,
                         database.recipe_settings.collection,
                         database.login_states.collection,
+                        database.privileges.collection,
                     ],
                     database.audit,
                 ),

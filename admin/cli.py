@@ -33,7 +33,7 @@ from typing import TextIO
 from pymongo.errors import PyMongoError
 
 import messages
-from admin import parents
+from admin import parents, privileges
 from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
 from oauth.providers import AppsConfigError, ProviderRegistry, display_name, load_registry
@@ -161,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     toggle.add_argument("key")
     toggle.add_argument("value", choices=["on", "off"])
+
+    privileges.add_parser(topics)
 
     tokens = topics.add_parser("tokens", help="token encryption keys")
     token_commands = tokens.add_subparsers(dest="command", required=True)
@@ -312,6 +314,9 @@ async def _run(
         return await _reencrypt(settings, out)
     if arguments.topic == "parents":
         return await _parents(arguments, settings, out, ask)
+    if arguments.topic == "privileges":
+        async with _database(settings) as database:
+            return await privileges.run(arguments, database.privileges, database.audit, out)
     actor = Actor.operator(getpass.getuser())
     async with _database(settings) as database:
         records = _records(database)

@@ -26,6 +26,7 @@ from storage.connections import ConnectionStore
 from storage.embedded import MEMORY, EmbeddedMongo, StoreUnavailable
 from storage.leases import LeaseStore
 from storage.login_states import LoginStateStore
+from storage.privileges import PrivilegeStore
 from storage.recipe_runs import RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
 
@@ -46,6 +47,7 @@ class Database:
     recipe_settings: RecipeSettingsStore
     recipe_runs: RecipeRunStore
     leases: LeaseStore
+    privileges: PrivilegeStore
     description: str
     embedded: EmbeddedMongo | None = None
 
@@ -95,6 +97,7 @@ async def ensure_indexes(database: Database) -> None:
     await database.login_states.ensure_indexes()
     await database.recipe_settings.ensure_indexes()
     await database.recipe_runs.ensure_indexes()
+    await database.privileges.ensure_indexes()
 
 
 @asynccontextmanager
@@ -141,6 +144,7 @@ async def open_database(
             recipe_settings=RecipeSettingsStore(db["recipe_settings"]),
             recipe_runs=RecipeRunStore(db["recipe_runs"]),
             leases=LeaseStore(db["leases"]),
+            privileges=PrivilegeStore(db["privileges"]),
             description=description,
             embedded=embedded,
         )

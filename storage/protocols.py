@@ -7,7 +7,7 @@ every store implements its protocol, method by method, with the same parameters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from storage.models import (
     Owner,
     ProviderAccount,
 )
+from storage.privileges import Grant, PrincipalKind, Privilege
 from storage.recipe_runs import RecipeRun
 
 Document = dict[str, Any]
@@ -438,3 +439,57 @@ class RecipeRunRecords(Protocol):
     def collection(self) -> AsyncCollection[Document]: ...
 
     async def for_recipe(self, recipe: str) -> list[RecipeRun]: ...
+
+
+class PrivilegeRecords(Protocol):
+    """Who may do what in the admin console (collection `privileges`).
+
+    Implemented by `storage.privileges.PrivilegeStore`.
+    """
+
+    async def ensure_indexes(self) -> None: ...
+
+    async def grant(
+        self,
+        *,
+        tenant_id: str,
+        kind: PrincipalKind,
+        principal: str,
+        privileges: Iterable[Privilege],
+        actor: Actor,
+        name: str = "",
+    ) -> Grant:
+        """Add `privileges` to the principal's grant (created when it has none)."""
+        ...
+
+    async def revoke(
+        self,
+        *,
+        tenant_id: str,
+        kind: PrincipalKind,
+        principal: str,
+        privileges: Iterable[Privilege] | None,
+        actor: Actor,
+    ) -> bool:
+        """Take `privileges` (None: all) from the principal; False when it held none of them."""
+        ...
+
+    async def list(self, *, tenant_id: str | None = None) -> list[Grant]:
+        """Every grant (of one tenant), principals with no privilege left included."""
+        ...
+
+    async def held_by(
+        self,
+        *,
+        tenant_id: str,
+        object_id: str,
+        groups: Iterable[str] = (),
+        roles: Iterable[str] = (),
+    ) -> frozenset[Privilege]:
+        """What a signed-in administrator of `tenant_id` may do: their own grant, their groups' and
+        their roles' (from their ID token), never another tenant's.
+        """
+        ...
+
+    @property
+    def collection(self) -> AsyncCollection[Document]: ...

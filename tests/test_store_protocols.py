@@ -12,6 +12,7 @@ from storage.audit import AuditLog
 from storage.connections import ConnectionStore
 from storage.leases import LeaseStore
 from storage.login_states import LoginStateStore
+from storage.privileges import PrivilegeStore
 from storage.recipe_runs import RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
 
@@ -22,6 +23,7 @@ PAIRS = [
     (protocols.LeaseRecords, LeaseStore),
     (protocols.RecipeSettingRecords, RecipeSettingsStore),
     (protocols.RecipeRunRecords, RecipeRunStore),
+    (protocols.PrivilegeRecords, PrivilegeStore),
 ]
 
 
