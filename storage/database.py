@@ -21,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 import messages
+from storage.admin_sessions import AdminSessionStore
 from storage.audit import AuditLog
 from storage.connections import ConnectionStore
 from storage.embedded import MEMORY, EmbeddedMongo, StoreUnavailable
@@ -48,6 +49,7 @@ class Database:
     recipe_runs: RecipeRunStore
     leases: LeaseStore
     privileges: PrivilegeStore
+    admin_sessions: AdminSessionStore
     description: str
     embedded: EmbeddedMongo | None = None
 
@@ -98,6 +100,7 @@ async def ensure_indexes(database: Database) -> None:
     await database.recipe_settings.ensure_indexes()
     await database.recipe_runs.ensure_indexes()
     await database.privileges.ensure_indexes()
+    await database.admin_sessions.ensure_indexes()
 
 
 @asynccontextmanager
@@ -145,6 +148,7 @@ async def open_database(
             recipe_runs=RecipeRunStore(db["recipe_runs"]),
             leases=LeaseStore(db["leases"]),
             privileges=PrivilegeStore(db["privileges"]),
+            admin_sessions=AdminSessionStore(db["admin_sessions"]),
             description=description,
             embedded=embedded,
         )

@@ -8,12 +8,13 @@ every store implements its protocol, method by method, with the same parameters.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
+from storage.admin_sessions import ABSOLUTE, IDLE, Administrator, AdminSession
 from storage.connections import Change
 from storage.login_states import LoginState, VoidReason
 from storage.models import (
@@ -489,6 +490,41 @@ class PrivilegeRecords(Protocol):
         """What a signed-in administrator of `tenant_id` may do: their own grant, their groups' and
         their roles' (from their ID token), never another tenant's.
         """
+        ...
+
+    @property
+    def collection(self) -> AsyncCollection[Document]: ...
+
+
+class AdminSessionRecords(Protocol):
+    """Admin console sessions (collection `admin_sessions`).
+
+    Implemented by `storage.admin_sessions.AdminSessionStore`.
+    """
+
+    async def ensure_indexes(self) -> None: ...
+
+    async def start(
+        self,
+        administrator: Administrator,
+        *,
+        now: datetime | None = None,
+        idle: timedelta = IDLE,
+        absolute: timedelta = ABSOLUTE,
+    ) -> tuple[str, AdminSession]:
+        """A new session; returns the id for the browser's cookie (never stored) and the session."""
+        ...
+
+    async def find(self, session_id: str, *, now: datetime | None = None) -> AdminSession | None:
+        """The live session for a browser's id (its idle expiry renewed), or None."""
+        ...
+
+    async def end(self, session_id: str) -> bool:
+        """Sign out this browser; True when a session was ended."""
+        ...
+
+    async def end_all(self, *, tenant_id: str, object_id: str) -> int:
+        """Sign an administrator out everywhere; returns how many sessions ended."""
         ...
 
     @property

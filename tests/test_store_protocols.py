@@ -8,6 +8,7 @@ import inspect
 import pytest
 
 from storage import protocols
+from storage.admin_sessions import AdminSessionStore
 from storage.audit import AuditLog
 from storage.connections import ConnectionStore
 from storage.leases import LeaseStore
@@ -24,6 +25,7 @@ PAIRS = [
     (protocols.RecipeSettingRecords, RecipeSettingsStore),
     (protocols.RecipeRunRecords, RecipeRunStore),
     (protocols.PrivilegeRecords, PrivilegeStore),
+    (protocols.AdminSessionRecords, AdminSessionStore),
 ]
 
 
