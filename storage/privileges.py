@@ -136,8 +136,9 @@ class PrivilegeStore:
                 "privileges": sorted(removed),
             },
         )
+        # Only while they are still held: of two revocations at once, one records the change.
         result = await self._grants.update_one(
-            {"_id": key},
+            {"_id": key, "privileges": {"$all": sorted(removed)}},
             {
                 "$pullAll": {"privileges": sorted(removed)},
                 "$set": {"changed_at": datetime.now(UTC)},

@@ -137,3 +137,30 @@ async def _check_owner_revoked(mongodb_uri: str, name: str) -> None:
         [event] = [e for e in await db.audit.recent() if e.action == "privileges.granted"]
         assert event.details["privileges"] == sorted(p.value for p in ALL)
         await db.client.drop_database(name)
+
+
+async def test_two_revocations_at_once_record_one_change(database: Database) -> None:
+    store = database.privileges
+    await store.grant(
+        tenant_id="t1",
+        kind=PrincipalKind.USER,
+        principal="oid-lee",
+        privileges=[Privilege.EDIT_RECIPES],
+        actor=OPERATOR,
+    )
+    results = await asyncio.gather(
+        *(
+            store.revoke(
+                tenant_id="t1",
+                kind=PrincipalKind.USER,
+                principal="oid-lee",
+                privileges=None,
+                actor=OPERATOR,
+            )
+            for _ in range(8)
+        )
+    )
+    assert results.count(True) == 1
+    await drain_all([store.collection], database.audit)
+    actions = [e.action for e in await database.audit.recent(limit=20)]
+    assert actions.count("privileges.revoked") == 1
