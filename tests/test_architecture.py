@@ -21,60 +21,31 @@ REPO = Path(__file__).resolve().parents[1]
 # Room -> the rooms it may import (besides itself, the standard library and third parties).
 # A room is a top-level package or module; `connections.views` and `recipes.results` are the
 # plain data types that cards may render, and are rooms of their own for that reason.
+SHARED = frozenset({"messages", "background", "settings"})
+# What every surface and the command line build on: the services and their plain data.
+SERVICES = SHARED | {
+    "storage",
+    "oauth",
+    "connections",
+    "connections.views",
+    "recipes",
+    "recipes.results",
+}
 ALLOWED: dict[str, frozenset[str]] = {
     "messages": frozenset(),
     "background": frozenset(),
     "settings": frozenset({"messages"}),
-    "storage": frozenset({"messages", "background", "settings"}),
-    "oauth": frozenset({"storage", "messages", "background", "settings"}),
+    "storage": SHARED,
+    "oauth": SHARED | {"storage"},
     "connections.views": frozenset({"messages"}),
-    "connections": frozenset({"storage", "oauth", "messages", "background", "connections.views"}),
+    "connections": SHARED | {"storage", "oauth", "connections.views"},
     "recipes.results": frozenset({"messages"}),
-    "recipes": frozenset({"storage", "oauth", "messages", "background", "recipes.results"}),
+    "recipes": SHARED | {"storage", "oauth", "recipes.results"},
     "cards": frozenset({"messages", "connections.views", "recipes.results"}),
-    "bots": frozenset(
-        {
-            "cards",
-            "connections",
-            "connections.views",
-            "recipes",
-            "recipes.results",
-            "oauth",
-            "storage",
-            "messages",
-            "background",
-            "settings",
-        }
-    ),
-    "wiring": frozenset(
-        {
-            "bots",
-            "cards",
-            "connections",
-            "connections.views",
-            "recipes",
-            "recipes.results",
-            "oauth",
-            "storage",
-            "messages",
-            "background",
-            "settings",
-        }
-    ),
-    "app": frozenset({"wiring", "bots", "oauth", "storage", "messages", "background", "settings"}),
-    "admin": frozenset(
-        {
-            "connections",
-            "connections.views",
-            "recipes",
-            "recipes.results",
-            "oauth",
-            "storage",
-            "messages",
-            "background",
-            "settings",
-        }
-    ),
+    "bots": SERVICES | {"cards"},
+    "wiring": SERVICES | {"cards", "bots"},
+    "app": SHARED | {"wiring", "bots", "oauth", "storage"},
+    "admin": SERVICES,
     "manifest": frozenset({"settings", "messages"}),
     "sandbox": frozenset({"app", "settings", "storage", "messages"}),
 }
