@@ -59,6 +59,7 @@ from pydantic import AliasChoices
 import messages
 from cards import verbs
 from settings import Settings
+from storage.connections import ConnectionExists
 from storage.crypto import TokenCipher
 from storage.database import Database, open_database
 from storage.embedded import MEMORY, EmbeddedMongo
@@ -175,17 +176,21 @@ class Soak:
         tokens = await issue_tokens(self.apps_file, self.redirect_uri, user="jane")
         connection = await self.database.connections.create_runtime(
             parent_id=self.parent_id,
-            owner=Owner(
-                tenant_id=person.tenant_id,
-                aad_object_id=person.aad_object_id,
-                teams_user_id=person.teams_id,
-                name=person.name,
-            ),
+            owner=owner_of(person),
             account=ProviderAccount(id=person.aad_object_id, display_name=account_of(person)),
             tokens=self.cipher.seal(tokens.as_record()),
             api_base_url=self.sandbox_url,
         )
         return connection.id
+
+
+def owner_of(person: Person) -> Owner:
+    return Owner(
+        tenant_id=person.tenant_id,
+        aad_object_id=person.aad_object_id,
+        teams_user_id=person.teams_id,
+        name=person.name,
+    )
 
 
 def account_of(person: Person) -> str:
@@ -286,6 +291,14 @@ async def client(
         while True:
             try:
                 return await soak.new_connection(person)
+            except ConnectionExists:
+                # An earlier attempt was stored but its answer was lost in the fault: use it.
+                existing = await soak.database.connections.find_runtime(
+                    parent_id=soak.parent_id, owner=owner_of(person)
+                )
+                if existing is None:
+                    raise
+                return existing.id
             except Exception:
                 if loop.time() >= deadline:
                     raise
