@@ -495,3 +495,13 @@ CLI_PRIVILEGE_GRANTED = "{principal} now holds: {privileges}."
 CLI_PRIVILEGE_NOTHING_TO_REVOKE = "{principal} held none of those privileges; nothing was done."
 CLI_PRIVILEGE_REVOKED = "Revoked from {principal}."
 CLI_PRIVILEGE_UNKNOWN = "{value!r} is not a privilege; choose from {choices}"
+
+# admin console settings
+SETTING_OIDC_AUTHORITY_SHAPE = (
+    "ADMIN_OIDC_AUTHORITY must be an https:// address with a path, such as "
+    "https://127.0.0.1:8443/contoso"
+)
+SETTING_CONSOLE_CLIENT_REQUIRED = (
+    "The admin console's sign-in needs a client id and secret: set ADMIN_CLIENT_ID and "
+    "ADMIN_CLIENT_SECRET (or the bot's MicrosoftAppId and MicrosoftAppPassword)."
+)

@@ -123,6 +123,31 @@ class Settings(BaseSettings):
         description="Bot Framework channels trusted to assert who a person is.",
     )
 
+    # The admin console's sign-in (console/signin.py). Client id and secret default to the bot's
+    # own registration; the redirect URI is PUBLIC_BASE_URL + /admin/callback.
+    admin_client_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("ADMIN_CLIENT_ID")
+    )
+    admin_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ADMIN_CLIENT_SECRET")
+    )
+    admin_tenant_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ADMIN_TENANT_ID"),
+        description="Entra tenant administrators sign in with (default: the bot's tenant, "
+        "else any organization).",
+    )
+    admin_authority_host: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://login.microsoftonline.com"),
+        validation_alias=AliasChoices("ADMIN_AUTHORITY_HOST"),
+    )
+    admin_oidc_authority: AnyHttpUrl | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ADMIN_OIDC_AUTHORITY"),
+        description="Any OpenID Connect issuer instead of Entra ID (the sandbox's, for local "
+        "use and the tests): https://host[:port]/<path>.",
+    )
+
     @field_validator("apps_file", "recipes_file")
     @classmethod
     def _apps_file_exists(cls, value: Path | None) -> Path | None:
@@ -135,7 +160,7 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("app_id", "app_tenant_id", mode="before")
+    @field_validator("app_id", "app_tenant_id", "admin_client_id", "admin_tenant_id", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -187,6 +212,57 @@ class Settings(BaseSettings):
         if self.mongodb_uri is None or not self.mongodb_uri.get_secret_value().strip():
             raise ValueError(messages.SETTING_MONGODB_REQUIRED)
         return self
+
+    @model_validator(mode="after")
+    def _console_sign_in_complete(self) -> Settings:
+        authority = self.admin_oidc_authority
+        if authority is not None:
+            if authority.scheme != "https" or not (authority.path or "").strip("/"):
+                raise ValueError(messages.SETTING_OIDC_AUTHORITY_SHAPE)
+            if not self.console_client_id or not self.console_client_secret:
+                raise ValueError(messages.SETTING_CONSOLE_CLIENT_REQUIRED)
+        elif self.admin_client_id and not self.console_client_secret:
+            raise ValueError(messages.SETTING_CONSOLE_CLIENT_REQUIRED)
+        return self
+
+    @property
+    def console_client_id(self) -> str | None:
+        """The app registration administrators sign in to the console with."""
+        return self.admin_client_id or self.app_id
+
+    @property
+    def console_client_secret(self) -> str | None:
+        secret = self.admin_client_secret or (
+            self.app_password if not self.admin_client_id else None
+        )
+        return secret.get_secret_value() if secret is not None else None
+
+    @property
+    def console_sign_in(self) -> Literal["entra", "oidc", "link"]:
+        """How administrators sign in: Entra ID, another OpenID Connect issuer, or (neither
+        configured) a one-time link from `python -m admin console-link`, on loopback only."""
+        if self.admin_oidc_authority is not None:
+            return "oidc"
+        if self.console_client_id and self.console_client_secret:
+            return "entra"
+        return "link"
+
+    @property
+    def console_authority(self) -> str:
+        """The msal authority (Entra ID) or oidc_authority (another issuer) to sign in at."""
+        if self.admin_oidc_authority is not None:
+            return str(self.admin_oidc_authority).rstrip("/")
+        tenant = self.admin_tenant_id or self.app_tenant_id or "organizations"
+        return f"{str(self.admin_authority_host).rstrip('/')}/{tenant}"
+
+    @property
+    def console_redirect_uri(self) -> str:
+        return f"{str(self.public_base_url).rstrip('/')}/admin/callback"
+
+    @property
+    def console_over_https(self) -> bool:
+        """Cookies are `Secure` (and `__Host-` prefixed) when the public address is HTTPS."""
+        return self.public_base_url.scheme == "https"
 
     @property
     def encryption_keys(self) -> list[str]:

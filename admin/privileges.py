@@ -15,7 +15,7 @@ import messages
 from storage.audit import AuditLog
 from storage.models import Actor
 from storage.outbox import drain
-from storage.privileges import PrincipalKind, Privilege, PrivilegeStore, grant_id
+from storage.privileges import OWNER_PRIVILEGES, PrincipalKind, Privilege, PrivilegeStore, grant_id
 
 CHOICES = [privilege.value for privilege in Privilege]
 
@@ -40,7 +40,11 @@ def add_parser(topics: argparse._SubParsersAction) -> None:  # type: ignore[type
             "privilege", nargs="*", type=_privilege, help=f"any of: {', '.join(CHOICES)}"
         )
         if name == "grant":
-            command.add_argument("--all", action="store_true", help="every privilege (an owner)")
+            command.add_argument(
+                "--all",
+                action="store_true",
+                help="every privilege of the tenant (an owner); all_tenants only when named",
+            )
             command.add_argument("--name", default="", help="a name to show in lists")
     listing = commands.add_parser("list", help="list grants")
     listing.add_argument("--tenant", help="only this tenant")
@@ -85,7 +89,7 @@ async def run(
     chosen: list[Privilege] = list(arguments.privilege)
     if arguments.command == "grant":
         if arguments.all:
-            chosen = list(Privilege)
+            chosen = list(OWNER_PRIVILEGES)
         if not chosen:
             print(messages.CLI_PRIVILEGE_NONE_CHOSEN, file=out)
             return 2

@@ -57,19 +57,27 @@ class AuditLog:
         connection: Connection | None = None,
         details: dict[str, Any] | None = None,
     ) -> Document:
-        """An event document with its own id. Never pass tokens or codes in `details`."""
+        """An event document with its own id. Never pass tokens or codes in `details`.
+
+        `tenant_id` is the tenant whose data the event is about (the connection's, else the
+        one its details name, else the actor's): the admin console shows an administrator only
+        their own tenant's events. `owner` is whose connection it was.
+        """
         document: Document = {
             "_id": ObjectId(),
             "at": datetime.now(UTC),
             "actor": actor.model_dump(),
             "action": action,
             "details": details or {},
+            "tenant_id": str((details or {}).get("tenant_id") or actor.tenant_id or ""),
         }
         if connection is not None:
             document |= {
                 "connection_id": ObjectId(connection.id),
                 "provider": connection.provider,
                 "account": connection.account_label,
+                "owner": connection.owner.model_dump(),
+                "tenant_id": connection.tenant_id or connection.owner.tenant_id,
             }
         return document
 

@@ -106,7 +106,7 @@ class Actor(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: str  # "person" | "operator"
+    kind: str  # "person" | "operator" | "administrator" (signed in to the admin console)
     tenant_id: str = ""
     aad_object_id: str = ""
     name: str = ""
@@ -124,6 +124,10 @@ class Actor(BaseModel):
     def operator(cls, name: str) -> Actor:
         return cls(kind="operator", name=name)
 
+    @classmethod
+    def administrator(cls, *, tenant_id: str, object_id: str, name: str) -> Actor:
+        return cls(kind="administrator", tenant_id=tenant_id, aad_object_id=object_id, name=name)
+
 
 class AuditEvent(BaseModel):
     """One line of the audit trail (collection `audit_events`)."""
@@ -137,6 +141,9 @@ class AuditEvent(BaseModel):
     connection_id: str | None = None
     provider: str | None = None
     account: str | None = None
+    # Whose connection it was, and whose data the event is about (absent on older events).
+    owner: Owner | None = None
+    tenant_id: str = ""
     details: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod

@@ -33,6 +33,13 @@ class Privilege(StrEnum):
     DELETE_CONNECTIONS = "delete_connections"  # Delete connections (runtime and parent)
     EDIT_RECIPES = "edit_recipes"  # Edit recipes, "Verify user access at runtime" included
     MANAGE_PRIVILEGES = "manage_privileges"  # Grant and revoke these privileges
+    # See and act on every tenant's data, not only the administrator's own (granted only at the
+    # command line; the privileges above still decide what may be done).
+    ALL_TENANTS = "all_tenants"
+
+
+# What an owner of a tenant holds (`privileges grant --all`): everything but ALL_TENANTS.
+OWNER_PRIVILEGES = frozenset(Privilege) - {Privilege.ALL_TENANTS}
 
 
 class PrincipalKind(StrEnum):
