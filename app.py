@@ -19,6 +19,8 @@ from aiohttp.abc import AbstractAccessLogger
 
 import background
 import messages
+from console.parts import CONSOLE_KEY
+from console.web import console_app
 from oauth.pages import sign_in_routes
 from oauth.signin import SignInService
 from settings import Settings, SettingsError, load_settings
@@ -86,6 +88,7 @@ async def _bot_lifecycle(app: web.Application) -> AsyncIterator[None]:
         app[WIRING_KEY] = wiring
         app[DATABASE_KEY] = wiring.database
         app[SIGNIN_KEY] = wiring.signin
+        app[CONSOLE_KEY] = wiring.console
         yield
 
 
@@ -117,7 +120,13 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_routes(sign_in_routes(SIGNIN_KEY))
+    app.router.add_get("/admin", _to_console)
+    app.add_subapp("/admin/", console_app())
     return app
+
+
+async def _to_console(request: web.Request) -> web.Response:
+    return web.Response(status=308, headers={"Location": "/admin/"})
 
 
 def configure_logging(level: str) -> None:

@@ -505,3 +505,110 @@ SETTING_CONSOLE_CLIENT_REQUIRED = (
     "The admin console's sign-in needs a client id and secret: set ADMIN_CLIENT_ID and "
     "ADMIN_CLIENT_SECRET (or the bot's MicrosoftAppId and MicrosoftAppPassword)."
 )
+
+# admin console pages
+CONSOLE_LOOPBACK_ONLY = (
+    "No sign-in is configured here, so the console opens only on this machine, with a one-time "
+    "link from: python -m admin console-link"
+)
+CONSOLE_FORBIDDEN = (
+    'This needs the "{privilege}" privilege, which you don\'t hold. Ask an administrator who '
+    "can manage privileges to grant it."
+)
+CONSOLE_BAD_CSRF = (
+    "This form was not sent from your current session (it may be old, or from another site). "
+    "Nothing was changed; go back, reload the page and try again."
+)
+CONSOLE_NOT_FOUND = "There is no such page in the console."
+CONSOLE_STORE_DOWN = (
+    "The database didn't answer in time. Nothing was changed; try again in a moment."
+)
+CONSOLE_BAD_FIELD = "{field}: {problem}"
+CONSOLE_BAD_STATUS = "choose Connected, Disconnected or Needs sign-in"
+CONSOLE_BAD_ID = "is not a connection id"
+CONSOLE_BAD_CURSOR = "is not a page of this list (start again from the first page)"
+CONSOLE_BAD_NUMBER = "must be a whole number from {low} to {high}"
+CONSOLE_BAD_DATE = "must be a date like 2026-12-01"
+CONSOLE_TOO_LONG = "is longer than {limit} characters"
+CONSOLE_BAD_APP = "is not an app name"
+CONSOLE_BAD_ACTION = "choose Disconnect or Delete"
+CONSOLE_NOTHING_CHOSEN = "Choose at least one connection, or act on every matching one."
+CONSOLE_TOO_MANY = "At most {limit} connections can be changed at once; narrow the filters."
+CONSOLE_SIGNIN_FAILED = "Signing in didn't work: {reason} Nothing was changed."
+CONSOLE_LAST_ERROR = "{code} since {at}"
+CONSOLE_PARENT_GONE = "(removed)"
+CONSOLE_WILL_DISCONNECT = (
+    "{person} will be signed out of {app} ({account}) and asked to sign in again the next time "
+    "a recipe needs {app}. The connection stays listed as Disconnected."
+)
+CONSOLE_WILL_DELETE = (
+    "{person}'s {app} connection ({account}) will be removed, and {person} will be asked to sign "
+    "in again the next time a recipe needs {app}."
+)
+CONSOLE_ALREADY_GONE = "A connection was already removed; nothing to do."
+CONSOLE_NO_CHANGE = "{person}: {label} was already in that state; nothing changed."
+CONSOLE_DISCONNECTED = "{person}: {label} is disconnected."
+CONSOLE_DELETED = "{person}: {label} is removed."
+CONSOLE_NO_RECIPES = "none"
+CONSOLE_PARENT_DELETED = (
+    "The parent connection {name} is removed. Recipes that stop: {recipes}. Its runtime user "
+    "connections stay stored."
+)
+CONSOLE_EVERY_TENANT = "Edit recipes, for every tenant this bot serves"
+CONSOLE_BAD_SWITCH = "choose on or off"
+
+# admin console sign-in
+# What the console shows when signing in did not work, by console.signin.SignInFailure.
+CONSOLE_SIGNIN_FAILURES = {
+    "not_available": "The admin console does not sign in this way here.",
+    "unknown_state": (
+        "This sign-in is not valid any more: it expired, was already used, or was never "
+        "started here. Sign in again."
+    ),
+    "wrong_browser": (
+        "This sign-in was started in another browser, or this browser lost its sign-in cookie. "
+        "Sign in again from this browser."
+    ),
+    "provider_error": "The identity provider did not sign you in. Sign in again.",
+    "exchange_failed": (
+        "The sign-in could not be completed with the identity provider. Sign in again."
+    ),
+    "invalid_claims": (
+        "The identity provider's answer was not for this console or has expired, so you were "
+        "not signed in. Sign in again."
+    ),
+    "no_identity": (
+        "The identity provider did not say who you are (tenant and user id), so you were not "
+        "signed in."
+    ),
+    "tenant_not_allowed": "Your organization is not allowed to use this admin console.",
+    "unavailable": "The identity provider can't be reached right now. Try again in a moment.",
+    "unknown_link": (
+        "This sign-in link is not valid any more: it expired or was already used. Run "
+        "python -m admin console-link on this machine for a new one."
+    ),
+}
+# The administrator a one-time link signs in (link mode).
+CONSOLE_LOCAL_OPERATOR = "Operator on this machine"
+LOG_CONSOLE_SIGNIN_FAILED = "Admin console sign-in failed: %s"
+LOG_CONSOLE_SIGNIN_FAILED_WITH = "Admin console sign-in failed: %s (%s)"
+LOG_CONSOLE_PROVIDER_UNAVAILABLE = "Admin console sign-in: identity provider unavailable (%s)"
+# python -m admin console-link
+CLI_CONSOLE_LINK_NOTE = "It works once, for 10 minutes, and only in a browser on this machine."
+CLI_CONSOLE_LINK_REFUSED = (
+    "The admin console signs in with {method} here, not with a one-time link: open {url}"
+)
+CONSOLE_SIGN_IN_METHODS = {
+    "entra": "Entra ID",
+    "oidc": "OpenID Connect (ADMIN_OIDC_AUTHORITY)",
+}
+CONSOLE_BAD_AUDIT_ACTION = "is not an action the audit log records"
+CONSOLE_BAD_PRINCIPAL_KIND = "choose a person, a group or an app role"
+CONSOLE_PRINCIPAL_REQUIRED = "Say whom: a tenant, a kind (person, group or app role) and an id."
+CONSOLE_BAD_PRIVILEGE = "That is not a privilege that can be granted here."
+CONSOLE_PRIVILEGE_NONE_CHOSEN = "Choose at least one privilege to grant."
+CONSOLE_NEEDS_SIGN_IN = (
+    "The admin console needs a sign-in on a bot that others can reach: set ADMIN_CLIENT_ID and "
+    "ADMIN_CLIENT_SECRET (an Entra app registration with the redirect URI "
+    "PUBLIC_BASE_URL/admin/callback)."
+)

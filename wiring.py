@@ -28,6 +28,8 @@ from bots.routes import route_table
 from bots.signin_handlers import LoginCardSender, SignInHandlers
 from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
+from console.parts import ConsoleParts
+from console.signin import ConsoleSignIn
 from oauth.providers import AppsConfigError, ProviderRegistry, load_registry
 from oauth.signin import SignInService
 from oauth.tokens import TokenService
@@ -38,6 +40,8 @@ from recipes.runner import RecipeRunner
 from settings import Settings
 from storage.database import Database, open_database
 from storage.embedded import StoreUnavailable
+from storage.audit_search import AuditSearch
+from storage.connection_search import ConnectionSearch
 from storage.outbox import drain_all
 from storage.token_keys import TokenKeyError, cipher_for
 
@@ -63,6 +67,7 @@ class Wiring:
     book: RecipeBook
     resumer: RunResumer
     proactive: ProactiveSender
+    console: ConsoleParts
     # The POST /api/messages handler.
     receive: Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -150,6 +155,25 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
                 ),
             ),
         )
+        # The admin console.
+        search = ConnectionSearch(database.connections.collection)
+        audit_search = AuditSearch(database.audit.collection)
+        await search.ensure_indexes()
+        await audit_search.ensure_indexes()
+        console = ConsoleParts(
+            settings=settings,
+            signin=ConsoleSignIn(settings, database.admin_signins, cipher),
+            sessions=database.admin_sessions,
+            privileges=database.privileges,
+            connections=connections,
+            search=search,
+            audit=database.audit,
+            audit_search=audit_search,
+            recipe_settings=database.recipe_settings,
+            book=book,
+            app_name=providers.display_name,
+            app_keys=tuple(sorted(providers.providers)),
+        )
         login_cards = LoginCardSender(signin=signin)
         recipe_handlers = RecipeHandlers(
             book=book,
@@ -181,10 +205,13 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
                 book=book,
                 resumer=resumer,
                 proactive=proactive,
+                console=console,
                 receive=messages_endpoint(adapter, bot.on_turn),
             )
         finally:
             await background.stop(sweeper)
+            await search.close()
+            await console.signin.close()
             await recipe_handlers.close()
             await settler.close()
             await signin.close()

@@ -12,6 +12,7 @@
     python -m admin recipes toggle KEY on|off
     python -m admin tokens new-key
     python -m admin tokens reencrypt
+    python -m admin console-link
 
 It uses MONGODB_URI when set; otherwise the embedded server of a running bot (found through the
 data folder) or, when no bot runs, its own embedded server on the same data folder. Every change
@@ -33,7 +34,7 @@ from typing import TextIO
 from pymongo.errors import PyMongoError
 
 import messages
-from admin import parents, privileges
+from admin import console_link, parents, privileges
 from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
 from oauth.providers import AppsConfigError, ProviderRegistry, display_name, load_registry
@@ -163,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     toggle.add_argument("value", choices=["on", "off"])
 
     privileges.add_parser(topics)
+    console_link.add_parser(topics)
 
     tokens = topics.add_parser("tokens", help="token encryption keys")
     token_commands = tokens.add_subparsers(dest="command", required=True)
@@ -314,6 +316,8 @@ async def _run(
         return await _reencrypt(settings, out)
     if arguments.topic == "parents":
         return await _parents(arguments, settings, out, ask)
+    if arguments.topic == console_link.COMMAND:
+        return await console_link.run(settings, lambda: _database(settings), out, sys.stderr)
     if arguments.topic == "privileges":
         async with _database(settings) as database:
             return await privileges.run(arguments, database.privileges, database.audit, out)

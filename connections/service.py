@@ -41,6 +41,13 @@ def view_of(connection: Connection, names: Callable[[str], str] = display_name) 
     )
 
 
+def tenant_of(connection: Connection) -> str:
+    """The tenant whose data a connection is: a parent's served tenant, else its owner's."""
+    if connection.kind is ConnectionKind.PARENT and connection.tenant_id:
+        return connection.tenant_id
+    return connection.owner.tenant_id
+
+
 class ChangeResult(StrEnum):
     DONE = "done"
     NO_CHANGE = "no_change"
@@ -259,6 +266,60 @@ class ConnectionsService:
         if deleted is not None:
             await self._settle(connection_id)
         return deleted
+
+    # --- The admin console ------------------------------------------------------------------
+
+    async def find_for_administrator(
+        self, connection_id: str, *, tenants: frozenset[str] | None, kind: ConnectionKind
+    ) -> Connection | None:
+        """A connection of `kind` that an administrator may see (`tenants` None: every
+        tenant), or None."""
+        connection = await self.store.get(connection_id)
+        if connection is None or connection.kind is not kind:
+            return None
+        if tenants is not None and tenant_of(connection) not in tenants:
+            return None
+        return connection
+
+    async def disconnect_as_administrator(
+        self, actor: Actor, connection_id: str, *, tenants: frozenset[str] | None
+    ) -> tuple[ChangeResult, Connection | None]:
+        """An administrator signs a person out of one runtime connection (record kept, tokens
+        revoked, audited as the administrator). Returns what happened and the record as it
+        was (None when not found or outside the administrator's tenants)."""
+        connection = await self.find_for_administrator(
+            connection_id, tenants=tenants, kind=ConnectionKind.RUNTIME
+        )
+        if connection is None:
+            return ChangeResult.NOT_FOUND, None
+        change, _ = await self.store.disconnect(
+            connection_id=connection_id, owner=connection.owner, actor=actor
+        )
+        await self._settle(connection_id)
+        if change is Change.NOT_FOUND:
+            return ChangeResult.NOT_FOUND, None
+        result = ChangeResult.DONE if change is Change.CHANGED else ChangeResult.NO_CHANGE
+        return result, connection
+
+    async def delete_as_administrator(
+        self,
+        actor: Actor,
+        connection_id: str,
+        *,
+        tenants: frozenset[str] | None,
+        kind: ConnectionKind = ConnectionKind.RUNTIME,
+    ) -> tuple[ChangeResult, Connection | None]:
+        """An administrator removes a runtime connection (the person signs in again next
+        time) or a parent (its recipes stop; its runtime connections stay stored); revoked and
+        audited as the administrator. Idempotent: a repeat is NO_CHANGE once it is gone."""
+        connection = await self.find_for_administrator(connection_id, tenants=tenants, kind=kind)
+        if connection is None:
+            return ChangeResult.NOT_FOUND, None
+        deleted = await self.store.delete(connection_id, kind=kind, actor=actor)
+        if deleted is None:
+            return ChangeResult.NO_CHANGE, connection
+        await self._settle(connection_id)
+        return ChangeResult.DONE, deleted
 
     async def _settle(self, connection_id: str) -> None:
         if self.settler is None:

@@ -34,6 +34,8 @@ class Administrator(BaseModel):
     name: str = ""
     groups: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
+    # Signed in with a one-time link on this machine (link mode): every privilege, every tenant.
+    local_operator: bool = False
 
 
 class AdminSession(BaseModel):

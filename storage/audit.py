@@ -113,3 +113,7 @@ class AuditLog:
     async def recent(self, *, limit: int = 50) -> list[AuditEvent]:
         cursor = self._events.find({}).sort([("at", DESCENDING)]).limit(limit)
         return [AuditEvent.from_document(document) async for document in cursor]
+
+    @property
+    def collection(self) -> AsyncCollection[Document]:
+        return self._events

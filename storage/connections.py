@@ -444,21 +444,31 @@ class ConnectionStore:
                 "status": ConnectionStatus.CONNECTED.value,
             },
             {
-                "$set": {"tokens": tokens.model_dump(), "updated_at": now, "last_used_at": now},
+                "$set": {
+                    "tokens": tokens.model_dump(),
+                    "updated_at": now,
+                    "last_used_at": now,
+                    "last_refreshed_at": now,
+                },
                 "$inc": {"version": 1},
             },
         )
         return result.modified_count == 1
 
-    async def mark_needs_reauth(self, *, connection_id: str) -> bool:
-        """The provider refused the refresh token: the person must sign in again."""
+    async def mark_needs_reauth(
+        self, *, connection_id: str, error_code: str = "invalid_grant"
+    ) -> bool:
+        """The provider refused the refresh token: the person must sign in again. The record
+        keeps why (a code and a time, never the provider's own words)."""
+        now = datetime.now(UTC)
         result = await self._connections.update_one(
             {"_id": ObjectId(connection_id), "status": ConnectionStatus.CONNECTED.value},
             {
                 "$set": {
                     "status": ConnectionStatus.NEEDS_REAUTH.value,
                     "tokens": None,
-                    "updated_at": datetime.now(UTC),
+                    "updated_at": now,
+                    "last_error": {"code": error_code, "at": now},
                 },
                 "$inc": {"version": 1},
             },

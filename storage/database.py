@@ -22,6 +22,7 @@ from pymongo.errors import PyMongoError
 
 import messages
 from storage.admin_sessions import AdminSessionStore
+from storage.admin_signins import AdminSignInStore
 from storage.audit import AuditLog
 from storage.connections import ConnectionStore
 from storage.embedded import MEMORY, EmbeddedMongo, StoreUnavailable
@@ -50,6 +51,7 @@ class Database:
     leases: LeaseStore
     privileges: PrivilegeStore
     admin_sessions: AdminSessionStore
+    admin_signins: AdminSignInStore
     description: str
     embedded: EmbeddedMongo | None = None
 
@@ -101,6 +103,7 @@ async def ensure_indexes(database: Database) -> None:
     await database.recipe_runs.ensure_indexes()
     await database.privileges.ensure_indexes()
     await database.admin_sessions.ensure_indexes()
+    await database.admin_signins.ensure_indexes()
 
 
 @asynccontextmanager
@@ -149,6 +152,7 @@ async def open_database(
             leases=LeaseStore(db["leases"]),
             privileges=PrivilegeStore(db["privileges"]),
             admin_sessions=AdminSessionStore(db["admin_sessions"]),
+            admin_signins=AdminSignInStore(db["admin_signins"]),
             description=description,
             embedded=embedded,
         )

@@ -62,6 +62,15 @@ class EncryptedTokens(BaseModel):
     ciphertext: bytes
 
 
+class LastError(BaseModel):
+    """Why a connection needs signing in again: a code and when, never a provider's words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    at: datetime
+
+
 class Connection(BaseModel):
     """One connection record (collection `connections`)."""
 
@@ -87,6 +96,9 @@ class Connection(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_used_at: datetime | None = None
+    last_refreshed_at: datetime | None = None
+    # Why it needs signing in again: {"code": ..., "at": ...}, never a provider's raw answer.
+    last_error: LastError | None = None
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Connection:

@@ -43,8 +43,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "recipes": SHARED | {"storage", "oauth", "recipes.results"},
     "cards": frozenset({"messages", "connections.views", "recipes.results"}),
     "bots": SERVICES | {"cards"},
-    "wiring": SERVICES | {"cards", "bots"},
-    "app": SHARED | {"wiring", "bots", "oauth", "storage"},
+    # The admin console: a surface on the web, over the same services.
+    "console": SERVICES,
+    "wiring": SERVICES | {"cards", "bots", "console"},
+    "app": SHARED | {"wiring", "bots", "oauth", "storage", "console"},
     "admin": SERVICES,
     "manifest": frozenset({"settings", "messages"}),
     "sandbox": frozenset({"app", "settings", "storage", "messages"}),

@@ -1,0 +1,584 @@
+"""The admin console's connection search (storage/connection_search.py, storage/windowed.py),
+against the real database: every filter and every page walk compared with a brute-force
+computation over the same documents, tenant isolation, counts (live and from the summary), and
+`explain` showing that each window query reads only its window."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import monitoring
+from pymongo.asynchronous.collection import AsyncCollection
+
+from storage import connection_search, windowed
+from storage.connection_search import (
+    COUNTS_COLLECTION,
+    ConnectionFilter,
+    ConnectionSearch,
+    InvalidCursor,
+    InvalidFilter,
+)
+from storage.database import Database, make_client
+from storage.models import ConnectionStatus, Owner, ProviderAccount
+from tests.support.waiting import eventually
+
+Document = dict[str, Any]
+
+NOW = datetime.now(UTC)
+TENANTS = ("t-contoso", "t-fabrikam", "t-northwind")
+PARENTS = tuple(ObjectId() for _ in range(3))
+PROVIDERS = ("box", "github")
+STATUSES = [ConnectionStatus.CONNECTED.value] * 4 + [
+    ConnectionStatus.DISCONNECTED.value,
+    ConnectionStatus.NEEDS_REAUTH.value,
+]
+BURST_AT = NOW - timedelta(days=3, minutes=7)
+NAMES = ("Ada Lovelace", "Grace Hopper", "O'Brien (Ops)", "Linus", "Margaret Hamilton")
+
+
+def id_at(at: datetime, rnd: random.Random) -> ObjectId:
+    """An ObjectId made at `at` (its time) with a random rest, as another process makes them."""
+    return ObjectId(ObjectId.from_datetime(at).binary[:4] + rnd.randbytes(8))
+
+
+def runtime_document(
+    rnd: random.Random,
+    number: int,
+    at: datetime,
+    *,
+    tenant_id: str,
+    kind: str = "runtime",
+    last_used_at: datetime | None = None,
+) -> Document:
+    """The shape ConnectionStore.create_runtime writes (storage/connections.py)."""
+    name = f"{rnd.choice(NAMES)} {number}"
+    document: Document = {
+        "_id": id_at(at, rnd),
+        "kind": kind,
+        "provider": rnd.choice(PROVIDERS),
+        "owner": {
+            "tenant_id": tenant_id,
+            "aad_object_id": f"aad-{number:05d}",
+            "teams_user_id": f"29:{number}",
+            "name": name,
+        },
+        "account": {"id": f"acc-{number}", "display_name": f"user{number}@mail.example"},
+        "status": rnd.choice(STATUSES),
+        "scopes": ["read"],
+        "tokens": {"key_id": "k1", "ciphertext": rnd.randbytes(40)},
+        "api_base_url": None,
+        "refresh_lease_until": None,
+        "version": 1,
+        "created_at": at,
+        "updated_at": at,
+        "last_used_at": last_used_at,
+        "parent_id": rnd.choice(PARENTS),
+    }
+    if kind == "deleted":
+        document["deleted_kind"] = "runtime"
+    return document
+
+
+def make_documents(count: int, *, span: timedelta, seed: int = 1) -> list[Document]:
+    """Runtime connections of three tenants spread over `span`, a burst of 120 in one second
+    (two tenants), one from before 2015, one from a clock a day ahead, tombstones and parents."""
+    rnd = random.Random(seed)  # noqa: S311 - reproducible test data, not a secret
+    documents = []
+    for number in range(count):
+        at = NOW - timedelta(seconds=rnd.uniform(0, span.total_seconds()))
+        used = at + timedelta(days=rnd.uniform(0, 60)) if rnd.random() < 0.6 else None
+        documents.append(
+            runtime_document(
+                rnd,
+                number,
+                at,
+                tenant_id=rnd.choice(TENANTS),
+                last_used_at=min(used, NOW) if used else None,
+            )
+        )
+    for number in range(count, count + 120):
+        documents.append(runtime_document(rnd, number, BURST_AT, tenant_id=TENANTS[number % 2]))
+    documents.append(
+        runtime_document(rnd, 90001, datetime(2012, 3, 1, tzinfo=UTC), tenant_id=TENANTS[0])
+    )
+    documents.append(runtime_document(rnd, 90002, NOW + timedelta(days=1), tenant_id=TENANTS[0]))
+    for number in range(90010, 90040):
+        at = NOW - timedelta(seconds=rnd.uniform(0, span.total_seconds()))
+        kind = "deleted" if number % 2 else "parent"
+        documents.append(
+            runtime_document(rnd, number, at, tenant_id=rnd.choice(TENANTS), kind=kind)
+        )
+    return documents
+
+
+async def insert(collection: AsyncCollection[Document], documents: list[Document]) -> None:
+    for start in range(0, len(documents), 500):
+        await collection.insert_many(documents[start : start + 500])
+
+
+def matches(document: Document, search: ConnectionFilter, now: datetime) -> bool:
+    """The brute-force meaning of a filter."""
+    if document["kind"] != "runtime":
+        return False
+    if search.tenant_ids is not None and document["owner"]["tenant_id"] not in search.tenant_ids:
+        return False
+    if search.status is not None and document["status"] != search.status.value:
+        return False
+    if search.provider and document["provider"] != search.provider:
+        return False
+    if search.parent_id and str(document["parent_id"]) != search.parent_id:
+        return False
+    needle = search.person.strip().lower()
+    if needle:
+        haystacks = (
+            document["owner"]["name"],
+            document["owner"]["aad_object_id"],
+            (document.get("account") or {}).get("display_name", ""),
+        )
+        if not any(needle in haystack.lower() for haystack in haystacks):
+            return False
+    if search.unused_days is not None:
+        cutoff = now - timedelta(days=search.unused_days)
+        used = document.get("last_used_at")
+        if used is not None and used >= cutoff:
+            return False
+        if used is None and document["created_at"] >= cutoff:
+            return False
+    return True
+
+
+def expected(documents: list[Document], search: ConnectionFilter, now: datetime) -> list[str]:
+    chosen = [d["_id"] for d in documents if matches(d, search, now)]
+    return [str(i) for i in sorted(chosen, key=lambda i: i.binary, reverse=True)]
+
+
+async def walk_pages(
+    search: ConnectionSearch, query: ConnectionFilter, *, limit: int, now: datetime
+) -> list[list[str]]:
+    pages: list[list[str]] = []
+    before: str | None = None
+    while True:
+        page = await search.page(query, before=before, limit=limit, now=now)
+        assert len(page.connections) <= limit
+        pages.append([connection.id for connection in page.connections])
+        if page.next_cursor is None:
+            return pages
+        assert page.next_cursor != before, "a cursor must move on"
+        before = page.next_cursor
+
+
+FILTERS: dict[str, ConnectionFilter] = {
+    "one tenant": ConnectionFilter(tenant_ids=frozenset({TENANTS[0]})),
+    "every tenant": ConnectionFilter(tenant_ids=None),
+    "two tenants": ConnectionFilter(tenant_ids=frozenset(TENANTS[:2])),
+    "no tenant": ConnectionFilter(tenant_ids=frozenset()),
+    "tenant and status": ConnectionFilter(
+        tenant_ids=frozenset({TENANTS[1]}), status=ConnectionStatus.NEEDS_REAUTH
+    ),
+    "every tenant, one app": ConnectionFilter(tenant_ids=None, provider="github"),
+    "tenant and parent": ConnectionFilter(
+        tenant_ids=frozenset({TENANTS[0]}), parent_id=str(PARENTS[1])
+    ),
+    "status, app and parent": ConnectionFilter(
+        tenant_ids=frozenset(TENANTS[1:]),
+        status=ConnectionStatus.CONNECTED,
+        provider="box",
+        parent_id=str(PARENTS[0]),
+    ),
+    "person by name, any case": ConnectionFilter(tenant_ids=None, person="  ada LOVE "),
+    "person by object id": ConnectionFilter(tenant_ids=frozenset(TENANTS), person="aad-0001"),
+    "person by account": ConnectionFilter(tenant_ids=None, person="USER12"),
+    "person with regex characters": ConnectionFilter(tenant_ids=None, person="o'brien (ops"),
+    "person matching nobody": ConnectionFilter(tenant_ids=None, person="nobody at all"),
+    "unused for 30 days": ConnectionFilter(tenant_ids=frozenset({TENANTS[2]}), unused_days=30),
+    "everything at once": ConnectionFilter(
+        tenant_ids=frozenset(TENANTS[:2]),
+        status=ConnectionStatus.CONNECTED,
+        provider="github",
+        person="a",
+        unused_days=10,
+    ),
+}
+
+
+@pytest.fixture
+async def search(database: Database) -> AsyncIterator[ConnectionSearch]:
+    searching = ConnectionSearch(database.connections.collection)
+    await searching.ensure_indexes()
+    yield searching
+    await searching.close()
+
+
+@pytest.fixture
+async def stored(database: Database) -> list[Document]:
+    documents = make_documents(500, span=timedelta(days=730))
+    await insert(database.connections.collection, documents)
+    return documents
+
+
+@pytest.fixture
+def tight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny windows, page budgets and walk batches, so that every path of the pager runs."""
+    monkeypatch.setattr(windowed, "EXAMINED_PER_QUERY", 3)
+    monkeypatch.setattr(windowed, "EXAMINED_PER_PAGE", 5)
+    monkeypatch.setattr(windowed, "WALK_BATCH", 5)
+
+
+@pytest.mark.parametrize("name", list(FILTERS))
+async def test_pages_walk_every_match_once_newest_first(
+    search: ConnectionSearch, stored: list[Document], name: str
+) -> None:
+    """Every filter, in pages of 7 (bursts of one second span many pages) and 50: the pages
+    together are exactly the matches, newest first, each once; only the last page is short."""
+    query = FILTERS[name]
+    wanted = expected(stored, query, NOW)
+    assert wanted or name in {"no tenant", "person matching nobody"}
+    for limit in (7, 50):
+        pages = await walk_pages(search, query, limit=limit, now=NOW)
+        assert [i for page in pages for i in page] == wanted
+        assert all(len(page) == limit for page in pages[:-1])
+
+
+@pytest.mark.parametrize(
+    "name", ["one tenant", "two tenants", "every tenant", "everything at once"]
+)
+async def test_tight_budgets_still_walk_every_match_once(
+    search: ConnectionSearch, stored: list[Document], tight: None, name: str
+) -> None:
+    """With windows cut short and pages answered early, pages may be short but the walk is
+    still complete, ordered and without repeats; so is `iterate`."""
+    query = FILTERS[name]
+    wanted = expected(stored, query, NOW)
+    pages = await walk_pages(search, query, limit=7, now=NOW)
+    assert [i for page in pages for i in page] == wanted
+    assert any(len(page) < 7 for page in pages[:-1]), "the page budget never stopped a page"
+    assert [c.id async for c in search.iterate(query, now=NOW)] == wanted
+
+
+@pytest.mark.parametrize("name", list(FILTERS))
+async def test_iterate_yields_every_match_newest_first(
+    search: ConnectionSearch, stored: list[Document], name: str
+) -> None:
+    query = FILTERS[name]
+    assert [c.id async for c in search.iterate(query, now=NOW)] == expected(stored, query, NOW)
+
+
+async def test_tenants_never_see_each_other(
+    search: ConnectionSearch, stored: list[Document]
+) -> None:
+    """A tenant's pages hold only its own connections; None sees every tenant's."""
+    for tenant in TENANTS:
+        query = ConnectionFilter(tenant_ids=frozenset({tenant}), person="a")
+        connections = [c async for c in search.iterate(query, now=NOW)]
+        assert connections
+        assert {c.owner.tenant_id for c in connections} == {tenant}
+    everyone = [c async for c in search.iterate(ConnectionFilter(tenant_ids=None), now=NOW)]
+    assert {c.owner.tenant_id for c in everyone} == set(TENANTS)
+
+
+async def test_parents_and_tombstones_are_never_listed(
+    database: Database, search: ConnectionSearch
+) -> None:
+    """Written through the real store: a parent and a deleted connection never appear."""
+    admin = Owner(tenant_id="t-contoso", aad_object_id="aad-admin", name="Ada Admin")
+    jane = Owner(tenant_id="t-contoso", aad_object_id="aad-jane", name="Jane")
+    omar = Owner(tenant_id="t-contoso", aad_object_id="aad-omar", name="Omar")
+    account = ProviderAccount(id="acc", display_name="person@mail.example")
+    store = database.connections
+    parent = await store.create_parent(provider="box", owner=admin, account=account)
+    kept = await store.create_runtime(parent_id=parent.id, owner=jane, account=account)
+    gone = await store.create_runtime(parent_id=parent.id, owner=omar, account=account)
+    assert await store.delete_for_owner(connection_id=gone.id, owner=omar) is not None
+    page = await search.page(ConnectionFilter(tenant_ids=frozenset({"t-contoso"})), before=None)
+    assert [c.id for c in page.connections] == [kept.id]
+    assert (page.connections[0].owner, page.connections[0].account) == (jane, account)
+    assert page.next_cursor is None
+    by_parent = ConnectionFilter(tenant_ids=None, parent_id=parent.id)
+    assert [c.id async for c in search.iterate(by_parent)] == [kept.id]
+    counts = await search.status_counts(None)
+    assert counts is not None
+    assert counts.total == 1
+    assert await search.runtime_counts_by_parent([parent.id]) == {parent.id: 1}
+
+
+@pytest.mark.parametrize(
+    "cursor", ["nope", "12345", "zz" * 12, "abcdefghijkl", "6" * 25, " " + "6" * 23]
+)
+async def test_a_malformed_cursor_is_refused(search: ConnectionSearch, cursor: str) -> None:
+    with pytest.raises(InvalidCursor):
+        await search.page(ConnectionFilter(tenant_ids=None), before=cursor)
+
+
+async def test_malformed_filters_are_refused(search: ConnectionSearch) -> None:
+    with pytest.raises(InvalidFilter):
+        await search.page(ConnectionFilter(tenant_ids=None, parent_id="not-an-id"), before=None)
+    with pytest.raises(InvalidFilter):
+        await search.page(ConnectionFilter(tenant_ids=None, unused_days=-1), before=None)
+    with pytest.raises(InvalidFilter):
+        await search.runtime_counts_by_parent(["abcdefghijkl"])
+
+
+def brute_counts(documents: list[Document], tenants: frozenset[str] | None) -> dict[str, int]:
+    counts = {status.value: 0 for status in ConnectionStatus}
+    for document in documents:
+        if document["kind"] == "runtime" and (
+            tenants is None or document["owner"]["tenant_id"] in tenants
+        ):
+            counts[document["status"]] += 1
+    return counts
+
+
+def brute_parents(documents: list[Document]) -> dict[str, int]:
+    counts = {str(parent): 0 for parent in PARENTS}
+    for document in documents:
+        if document["kind"] == "runtime":
+            counts[str(document["parent_id"])] += 1
+    return counts
+
+
+@pytest.mark.parametrize(
+    "tenants", [None, frozenset({TENANTS[0]}), frozenset(TENANTS[1:]), frozenset()]
+)
+async def test_status_counts_live(
+    search: ConnectionSearch, stored: list[Document], tenants: frozenset[str] | None
+) -> None:
+    counts = await search.status_counts(tenants)
+    assert counts is not None
+    assert counts.as_of is None
+    assert counts.counts == brute_counts(stored, tenants)
+    assert list(counts.counts) == [status.value for status in ConnectionStatus]
+    assert counts.total == sum(counts.counts.values())
+
+
+async def test_runtime_counts_by_parent_live(
+    search: ConnectionSearch, stored: list[Document]
+) -> None:
+    nobody = str(ObjectId())
+    asked = [*map(str, PARENTS), nobody]
+    assert await search.runtime_counts_by_parent(asked) == {**brute_parents(stored), nobody: 0}
+    assert await search.runtime_counts_by_parent([]) == {}
+
+
+@dataclass
+class Gate:
+    """Holds every recount until opened, counting how many started."""
+
+    started: list[str] = field(default_factory=list)
+    open: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
+    held = Gate()
+    count_by = windowed.count_by
+
+    async def gated(collection: Any, query: Document, by: str) -> dict[Any, int]:
+        held.started.append(str(query))
+        await held.open.wait()
+        return await count_by(collection, query, by)
+
+    monkeypatch.setattr(connection_search, "count_by", gated)
+    return held
+
+
+async def test_summary_counts_above_the_live_limit(
+    database: Database,
+    search: ConnectionSearch,
+    stored: list[Document],
+    gate: Gate,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above LIVE_COUNT_LIMIT: None while one recount runs (one, however often asked), then the
+    stored summary; it is recounted only once it is older than SUMMARY_FRESH."""
+    monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 0)
+    tenants = frozenset(TENANTS[:2])
+    asked = await asyncio.gather(*(search.status_counts(tenants) for _ in range(5)))
+    assert asked == [None] * 5
+    assert await search.status_counts(tenants) is None
+    assert len(gate.started) == 2  # one per tenant, not one per call
+    gate.open.set()
+    counts = await eventually(lambda: search.status_counts(tenants))
+    assert counts.counts == brute_counts(stored, tenants)
+    assert counts.total == sum(counts.counts.values())
+    assert counts.as_of is not None and counts.as_of <= datetime.now(UTC)
+
+    # A fresh summary is answered as it is, however the connections change meanwhile.
+    rnd = random.Random(5)  # noqa: S311 - reproducible test data, not a secret
+    more = [runtime_document(rnd, 80000 + n, NOW, tenant_id=TENANTS[0]) for n in range(4)]
+    await insert(database.connections.collection, more)
+    started = len(gate.started)
+    assert await search.status_counts(tenants) == counts
+    assert len(gate.started) == started
+
+    # Once stale, the old summary is still answered while one recount brings the new one.
+    summaries = database.db[COUNTS_COLLECTION]
+    old = datetime.now(UTC) - timedelta(minutes=2)
+    await summaries.update_many({}, {"$set": {"as_of": old}})
+    stale = await search.status_counts(tenants)
+    assert stale is not None
+    assert stale.counts == counts.counts
+    assert len(gate.started) == started + 2
+
+    async def recounted() -> bool:
+        now_counts = await search.status_counts(tenants)
+        return now_counts is not None and now_counts.as_of is not None and now_counts.as_of > old
+
+    await eventually(recounted)
+    fresh = await search.status_counts(tenants)
+    assert fresh is not None
+    assert fresh.counts == brute_counts(stored + more, tenants)
+
+
+async def test_summary_of_every_tenant_and_of_parents(
+    search: ConnectionSearch, stored: list[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 0)
+    assert await search.status_counts(None) is None
+    counts = await eventually(lambda: search.status_counts(None))
+    assert counts.counts == brute_counts(stored, None)
+    parents = [str(parent) for parent in PARENTS]
+    assert await search.runtime_counts_by_parent(parents) is None
+    by_parent = await eventually(lambda: search.runtime_counts_by_parent(parents))
+    assert by_parent == brute_parents(stored)
+
+
+async def test_close_stops_a_running_recount(
+    search: ConnectionSearch, stored: list[Document], gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 0)
+    assert await search.status_counts(None) is None
+    await eventually(lambda: gate.started)
+    await asyncio.wait_for(search.close(), timeout=5)
+    gate.open.set()
+    await asyncio.sleep(0)  # a stopped recount must not write its summary now
+    assert await search.status_counts(None) is None
+
+
+# --- every window query rides its index ---------------------------------------------------
+
+
+class Recorder(monitoring.CommandListener):
+    """The aggregate pipelines a client sends."""
+
+    def __init__(self) -> None:
+        self.pipelines: list[tuple[str, list[Document]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "aggregate":
+            command = event.command
+            self.pipelines.append((command["aggregate"], list(command["pipeline"])))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def recorded(mongodb_uri: str, database: Database) -> AsyncIterator[tuple[Recorder, Any]]:
+    """A second client on the test's database whose aggregates are recorded."""
+    recorder = Recorder()
+    client = make_client(mongodb_uri, event_listeners=[recorder])
+    try:
+        yield recorder, client[database.db.name]
+    finally:
+        await client.close()
+
+
+def in_window(stage: Document) -> Callable[[Document], bool]:
+    """The brute-force meaning of a window's first `$match` (equality fields and `_id` range)."""
+
+    def value(document: Document, path: str) -> Any:
+        for part in path.split("."):
+            document = document.get(part) if isinstance(document, dict) else None
+        return document
+
+    def test(document: Document) -> bool:
+        for path, wanted in stage.items():
+            if path == "_id":
+                if not wanted["$gte"].binary <= document["_id"].binary <= wanted["$lte"].binary:
+                    return False
+            elif value(document, path) != wanted:
+                return False
+        return True
+
+    return test
+
+
+async def explained_windows(
+    db: Any, recorder: Recorder, documents: list[Document]
+) -> list[tuple[str, int, int]]:
+    """For each recorded window query: (index used, documents examined, documents in window)."""
+    found = []
+    for collection, pipeline in recorder.pipelines:
+        explain = await db.command(
+            "explain",
+            {"aggregate": collection, "pipeline": pipeline, "cursor": {}},
+            verbosity="executionStats",
+        )
+        cursor = explain["stages"][0]["$cursor"]
+        plan = cursor["queryPlanner"]["winningPlan"]
+        assert plan["stage"] == "FETCH", plan
+        assert plan["inputStage"]["stage"] == "IXSCAN", plan
+        window = sum(1 for d in documents if in_window(pipeline[0]["$match"])(d))
+        found.append(
+            (
+                plan["inputStage"]["indexName"],
+                cursor["executionStats"]["totalDocsExamined"],
+                window,
+            )
+        )
+    return found
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (
+            ConnectionFilter(tenant_ids=frozenset({TENANTS[0]}), status=ConnectionStatus.CONNECTED),
+            "runtime_window_tenant_status",
+        ),
+        (ConnectionFilter(tenant_ids=None), "runtime_window"),
+        (
+            ConnectionFilter(tenant_ids=frozenset(TENANTS[:2]), provider="box", person="a"),
+            "runtime_window_tenant_provider",
+        ),
+        (
+            ConnectionFilter(
+                tenant_ids=None,
+                parent_id=str(PARENTS[2]),
+                status=ConnectionStatus.CONNECTED,
+                unused_days=20,
+            ),
+            "runtime_window_parent_id",
+        ),
+    ],
+)
+async def test_each_window_reads_only_its_documents(
+    recorded: tuple[Recorder, Any], query: ConnectionFilter, index: str
+) -> None:
+    """3,000 connections over a year: every query a page sends is an index scan of exactly the
+    documents in its window, and a page reads a small part of the collection."""
+    recorder, db = recorded
+    documents = make_documents(3000, span=timedelta(days=365), seed=3)
+    await insert(db["connections"], documents)
+    search = ConnectionSearch(db["connections"])
+    await search.ensure_indexes()
+    page = await search.page(query, before=None, limit=50, now=NOW)
+    assert len(page.connections) == 50
+    second = await search.page(query, before=page.next_cursor, limit=50, now=NOW)
+    assert second.connections
+    windows = await explained_windows(db, recorder, documents)
+    assert windows
+    for used, examined, window in windows:
+        assert used == index
+        assert examined == window
+    assert sum(examined for _, examined, _ in windows) < 3000 / 3
