@@ -38,10 +38,10 @@ from recipes.model import BUILTIN_COMMANDS, RecipeBook
 from recipes.resume import RunResumer
 from recipes.runner import RecipeRunner
 from settings import Settings
-from storage.database import Database, open_database
-from storage.embedded import StoreUnavailable
 from storage.audit_search import AuditSearch
 from storage.connection_search import ConnectionSearch
+from storage.database import Database, open_database
+from storage.embedded import StoreUnavailable
 from storage.outbox import drain_all
 from storage.token_keys import TokenKeyError, cipher_for
 

@@ -182,7 +182,6 @@ def requires(*any_of: Privilege) -> Callable[[Handler], Handler]:
     return wrap
 
 
-
 def access(request: web.Request) -> Access:
     found = request.get(ACCESS_KEY)
     assert found is not None, "wrap the handler with requires()"
