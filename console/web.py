@@ -57,8 +57,8 @@ async def _error_page(
         await access_of(request)
     except (PyMongoError, TimeoutError):
         request[ACCESS_KEY] = None  # the header then shows no one: the store is away
-    return aiohttp_jinja2.render_template(
-        "error.html", request, {"title": title, "detail": detail, "status": status}, status=status
+    return await pages.render(
+        request, "error.html", {"title": title, "detail": detail, "status": status}, status=status
     )
 
 
@@ -125,7 +125,6 @@ def console_app() -> web.Application:
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined,
-        context_processors=[pages.page_context],
     )
     environment.filters["when"] = _when
     environment.filters["day"] = _day

@@ -18,7 +18,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def render(
     request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
 ) -> web.Response:
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
+    every_page = await page_context(request)
+    return aiohttp_jinja2.render_template(
+        template, request, {**every_page, **context}, status=status
+    )
 
 
 async def page_context(request: web.Request) -> dict[str, Any]:
