@@ -15,6 +15,7 @@ from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
 from storage.admin_sessions import ABSOLUTE, IDLE, Administrator, AdminSession
+from storage.admin_signins import PendingSignIn
 from storage.connections import Change
 from storage.login_states import LoginState, VoidReason
 from storage.models import (
@@ -128,8 +129,11 @@ class ConnectionRecords(Protocol):
         """Save refreshed tokens, only while still holding the lease."""
         ...
 
-    async def mark_needs_reauth(self, *, connection_id: str) -> bool:
-        """The provider refused the refresh token: the person must sign in again."""
+    async def mark_needs_reauth(
+        self, *, connection_id: str, error_code: str = "invalid_grant"
+    ) -> bool:
+        """The provider refused the refresh token: the person must sign in again. The record
+        keeps why (a code and a time, never the provider's own words)."""
         ...
 
     async def get(self, connection_id: str) -> Connection | None: ...
@@ -323,6 +327,9 @@ class AuditRecords(Protocol):
     async def for_connection(self, connection_id: str) -> list[AuditEvent]: ...
 
     async def recent(self, *, limit: int = 50) -> list[AuditEvent]: ...
+
+    @property
+    def collection(self) -> AsyncCollection[Document]: ...
 
 
 class LeaseRecords(Protocol):
@@ -525,6 +532,42 @@ class AdminSessionRecords(Protocol):
 
     async def end_all(self, *, tenant_id: str, object_id: str) -> int:
         """Sign an administrator out everywhere; returns how many sessions ended."""
+        ...
+
+    @property
+    def collection(self) -> AsyncCollection[Document]: ...
+
+
+class AdminSignInRecords(Protocol):
+    """Admin console sign-ins in progress and one-time links (collection `admin_signins`).
+
+    Implemented by `storage.admin_signins.AdminSignInStore`.
+    """
+
+    async def ensure_indexes(self) -> None: ...
+
+    async def save_flow(
+        self,
+        *,
+        state: str,
+        flow: EncryptedTokens,
+        binding: str,
+        return_to: str,
+        now: datetime | None = None,
+    ) -> None:
+        """Keep a started flow for ten minutes under the hash of its state."""
+        ...
+
+    async def take_flow(self, state: str, now: datetime | None = None) -> PendingSignIn | None:
+        """The live flow for a state, removed as it is read (None: unknown, expired or used)."""
+        ...
+
+    async def create_link(self, now: datetime | None = None) -> str:
+        """A new one-time link token (returned once, only its hash is kept), valid 10 minutes."""
+        ...
+
+    async def take_link(self, token: str, now: datetime | None = None) -> bool:
+        """True once for a live link token; False when unknown, expired or already used."""
         ...
 
     @property

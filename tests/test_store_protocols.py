@@ -9,6 +9,7 @@ import pytest
 
 from storage import protocols
 from storage.admin_sessions import AdminSessionStore
+from storage.admin_signins import AdminSignInStore
 from storage.audit import AuditLog
 from storage.connections import ConnectionStore
 from storage.leases import LeaseStore
@@ -26,6 +27,7 @@ PAIRS = [
     (protocols.RecipeRunRecords, RecipeRunStore),
     (protocols.PrivilegeRecords, PrivilegeStore),
     (protocols.AdminSessionRecords, AdminSessionStore),
+    (protocols.AdminSignInRecords, AdminSignInStore),
 ]
 
 

@@ -95,9 +95,7 @@ async def test_recipe_switch_changes_the_setting_and_is_audited(
     editor = await sign_in(bot.client, bot.database, privileges=[Privilege.EDIT_RECIPES])
     status, page, _ = await editor.get("/admin/recipes")
     assert status == 200 and "Weekly report" in page and "Turn on" in page
-    status, _, response = await editor.post(
-        "/admin/recipes/toggle", {"key": "report", "value": "on"}
-    )
+    status, _, _ = await editor.post("/admin/recipes/toggle", {"key": "report", "value": "on"})
     assert status == 303
     assert await bot.database.recipe_settings.verify_user_access("report", default=False)
     status, page, _ = await editor.get("/admin/recipes?changed=report")
