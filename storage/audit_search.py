@@ -200,7 +200,7 @@ class AuditSearch:
             queries=queries,
             residual=all_of(clauses),
             not_before=first_id(filter.since) if filter.since is not None else None,
-            # Exclusive: the last id of the last whole second before `until`.
+            # Exclusive, to the second: up to the last id of the second just before `until`.
             not_after=(
                 last_id(filter.until - timedelta(microseconds=1))
                 if filter.until is not None

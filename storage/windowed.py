@@ -50,10 +50,10 @@ ID_SECOND = 1 << 64
 LOWEST = 0
 HIGHEST = (1 << 96) - 1
 FIRST_WINDOW_S = 60
-# A window costs 60-90 µs a document it holds on the embedded store (measured with connection
-# documents): ~80 ms a query, ~0.8 s a page at most.
+# A window costs 60-150 µs a document it holds on the embedded store (connection documents,
+# more when they are returned): ~0.1 s a query, well under a second a page.
 EXAMINED_PER_QUERY = 1_000
-EXAMINED_PER_PAGE = 10_000
+EXAMINED_PER_PAGE = 5_000
 # The most documents a walk takes from one query of a window (bounds the size of one answer);
 # above EXAMINED_PER_QUERY so that a window is cut short only where the density jumps.
 WALK_BATCH = 2_000

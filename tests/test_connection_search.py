@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from storage.connection_search import (
     InvalidCursor,
     InvalidFilter,
 )
+from storage.connections import ConnectionStore
 from storage.database import Database, make_client
 from storage.models import ConnectionStatus, Owner, ProviderAccount
 from tests.support.waiting import eventually
@@ -119,8 +121,9 @@ def make_documents(count: int, *, span: timedelta, seed: int = 1) -> list[Docume
 
 
 async def insert(collection: AsyncCollection[Document], documents: list[Document]) -> None:
-    for start in range(0, len(documents), 500):
-        await collection.insert_many(documents[start : start + 500])
+    # Small batches: each write stays well inside the client's 3 s limit on a busy machine.
+    for start in range(0, len(documents), 100):
+        await collection.insert_many(documents[start : start + 100])
 
 
 def matches(document: Document, search: ConnectionFilter, now: datetime) -> bool:
@@ -208,8 +211,42 @@ FILTERS: dict[str, ConnectionFilter] = {
 }
 
 
+@pytest.fixture(scope="module")
+async def corpus(
+    mongodb_uri: str,
+) -> AsyncIterator[tuple[AsyncCollection[Document], list[Document]]]:
+    """One database of connections, with the production indexes, for the tests that only read."""
+    client = make_client(mongodb_uri, timeoutMS=60_000)
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    collection = client[name]["connections"]
+    await ConnectionStore(collection).ensure_indexes()
+    await ConnectionSearch(collection).ensure_indexes()
+    documents = make_documents(500, span=timedelta(days=730))
+    await insert(collection, documents)
+    try:
+        yield collection, documents
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
 @pytest.fixture
-async def search(database: Database) -> AsyncIterator[ConnectionSearch]:
+async def search(
+    corpus: tuple[AsyncCollection[Document], list[Document]],
+) -> AsyncIterator[ConnectionSearch]:
+    searching = ConnectionSearch(corpus[0])
+    yield searching
+    await searching.close()
+
+
+@pytest.fixture
+def stored(corpus: tuple[AsyncCollection[Document], list[Document]]) -> list[Document]:
+    return corpus[1]
+
+
+@pytest.fixture
+async def fresh(database: Database) -> AsyncIterator[ConnectionSearch]:
+    """A search over the test's own (empty) database, for the tests that write."""
     searching = ConnectionSearch(database.connections.collection)
     await searching.ensure_indexes()
     yield searching
@@ -217,8 +254,8 @@ async def search(database: Database) -> AsyncIterator[ConnectionSearch]:
 
 
 @pytest.fixture
-async def stored(database: Database) -> list[Document]:
-    documents = make_documents(500, span=timedelta(days=730))
+async def fresh_stored(database: Database) -> list[Document]:
+    documents = make_documents(200, span=timedelta(days=730), seed=2)
     await insert(database.connections.collection, documents)
     return documents
 
@@ -284,7 +321,7 @@ async def test_tenants_never_see_each_other(
 
 
 async def test_parents_and_tombstones_are_never_listed(
-    database: Database, search: ConnectionSearch
+    database: Database, fresh: ConnectionSearch
 ) -> None:
     """Written through the real store: a parent and a deleted connection never appear."""
     admin = Owner(tenant_id="t-contoso", aad_object_id="aad-admin", name="Ada Admin")
@@ -296,16 +333,16 @@ async def test_parents_and_tombstones_are_never_listed(
     kept = await store.create_runtime(parent_id=parent.id, owner=jane, account=account)
     gone = await store.create_runtime(parent_id=parent.id, owner=omar, account=account)
     assert await store.delete_for_owner(connection_id=gone.id, owner=omar) is not None
-    page = await search.page(ConnectionFilter(tenant_ids=frozenset({"t-contoso"})), before=None)
+    page = await fresh.page(ConnectionFilter(tenant_ids=frozenset({"t-contoso"})), before=None)
     assert [c.id for c in page.connections] == [kept.id]
     assert (page.connections[0].owner, page.connections[0].account) == (jane, account)
     assert page.next_cursor is None
     by_parent = ConnectionFilter(tenant_ids=None, parent_id=parent.id)
-    assert [c.id async for c in search.iterate(by_parent)] == [kept.id]
-    counts = await search.status_counts(None)
+    assert [c.id async for c in fresh.iterate(by_parent)] == [kept.id]
+    counts = await fresh.status_counts(None)
     assert counts is not None
     assert counts.total == 1
-    assert await search.runtime_counts_by_parent([parent.id]) == {parent.id: 1}
+    assert await fresh.runtime_counts_by_parent([parent.id]) == {parent.id: 1}
 
 
 @pytest.mark.parametrize(
@@ -390,8 +427,8 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
 
 async def test_summary_counts_above_the_live_limit(
     database: Database,
-    search: ConnectionSearch,
-    stored: list[Document],
+    fresh: ConnectionSearch,
+    fresh_stored: list[Document],
     gate: Gate,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -399,13 +436,13 @@ async def test_summary_counts_above_the_live_limit(
     stored summary; it is recounted only once it is older than SUMMARY_FRESH."""
     monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 0)
     tenants = frozenset(TENANTS[:2])
-    asked = await asyncio.gather(*(search.status_counts(tenants) for _ in range(5)))
+    asked = await asyncio.gather(*(fresh.status_counts(tenants) for _ in range(5)))
     assert asked == [None] * 5
-    assert await search.status_counts(tenants) is None
+    assert await fresh.status_counts(tenants) is None
     assert len(gate.started) == 2  # one per tenant, not one per call
     gate.open.set()
-    counts = await eventually(lambda: search.status_counts(tenants))
-    assert counts.counts == brute_counts(stored, tenants)
+    counts = await eventually(lambda: fresh.status_counts(tenants))
+    assert counts.counts == brute_counts(fresh_stored, tenants)
     assert counts.total == sum(counts.counts.values())
     assert counts.as_of is not None and counts.as_of <= datetime.now(UTC)
 
@@ -414,51 +451,53 @@ async def test_summary_counts_above_the_live_limit(
     more = [runtime_document(rnd, 80000 + n, NOW, tenant_id=TENANTS[0]) for n in range(4)]
     await insert(database.connections.collection, more)
     started = len(gate.started)
-    assert await search.status_counts(tenants) == counts
+    assert await fresh.status_counts(tenants) == counts
     assert len(gate.started) == started
 
     # Once stale, the old summary is still answered while one recount brings the new one.
     summaries = database.db[COUNTS_COLLECTION]
     old = datetime.now(UTC) - timedelta(minutes=2)
     await summaries.update_many({}, {"$set": {"as_of": old}})
-    stale = await search.status_counts(tenants)
+    stale = await fresh.status_counts(tenants)
     assert stale is not None
     assert stale.counts == counts.counts
-    assert len(gate.started) == started + 2
+    await eventually(lambda: len(gate.started) == started + 2)
 
     async def recounted() -> bool:
-        now_counts = await search.status_counts(tenants)
+        now_counts = await fresh.status_counts(tenants)
         return now_counts is not None and now_counts.as_of is not None and now_counts.as_of > old
 
     await eventually(recounted)
-    fresh = await search.status_counts(tenants)
-    assert fresh is not None
-    assert fresh.counts == brute_counts(stored + more, tenants)
+    recounted_counts = await fresh.status_counts(tenants)
+    assert recounted_counts is not None
+    assert recounted_counts.counts == brute_counts(fresh_stored + more, tenants)
 
 
 async def test_summary_of_every_tenant_and_of_parents(
-    search: ConnectionSearch, stored: list[Document], monkeypatch: pytest.MonkeyPatch
+    fresh: ConnectionSearch, fresh_stored: list[Document], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 0)
-    assert await search.status_counts(None) is None
-    counts = await eventually(lambda: search.status_counts(None))
-    assert counts.counts == brute_counts(stored, None)
+    assert await fresh.status_counts(None) is None
+    counts = await eventually(lambda: fresh.status_counts(None))
+    assert counts.counts == brute_counts(fresh_stored, None)
     parents = [str(parent) for parent in PARENTS]
-    assert await search.runtime_counts_by_parent(parents) is None
-    by_parent = await eventually(lambda: search.runtime_counts_by_parent(parents))
-    assert by_parent == brute_parents(stored)
+    assert await fresh.runtime_counts_by_parent(parents) is None
+    by_parent = await eventually(lambda: fresh.runtime_counts_by_parent(parents))
+    assert by_parent == brute_parents(fresh_stored)
 
 
 async def test_close_stops_a_running_recount(
-    search: ConnectionSearch, stored: list[Document], gate: Gate, monkeypatch: pytest.MonkeyPatch
+    fresh: ConnectionSearch,
+    fresh_stored: list[Document],
+    gate: Gate,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 0)
-    assert await search.status_counts(None) is None
+    assert await fresh.status_counts(None) is None
     await eventually(lambda: gate.started)
-    await asyncio.wait_for(search.close(), timeout=5)
-    gate.open.set()
-    await asyncio.sleep(0)  # a stopped recount must not write its summary now
-    assert await search.status_counts(None) is None
+    await asyncio.wait_for(fresh.close(), timeout=5)
+    gate.open.set()  # too late: the stopped recount writes nothing
+    assert await fresh.status_counts(None) is None
 
 
 # --- every window query rides its index ---------------------------------------------------
@@ -484,12 +523,15 @@ class Recorder(monitoring.CommandListener):
 
 @pytest.fixture
 async def recorded(mongodb_uri: str, database: Database) -> AsyncIterator[tuple[Recorder, Any]]:
-    """A second client on the test's database whose aggregates are recorded."""
+    """A second client on the test's database whose aggregates are recorded; it removes the
+    test's many documents itself, with time to spare, before the database is dropped."""
     recorder = Recorder()
-    client = make_client(mongodb_uri, event_listeners=[recorder])
+    client = make_client(mongodb_uri, event_listeners=[recorder], timeoutMS=60_000)
+    db = client[database.db.name]
     try:
-        yield recorder, client[database.db.name]
+        yield recorder, db
     finally:
+        await client.drop_database(database.db.name)
         await client.close()
 
 
@@ -539,46 +581,45 @@ async def explained_windows(
     return found
 
 
-@pytest.mark.parametrize(
-    ("query", "index"),
-    [
-        (
-            ConnectionFilter(tenant_ids=frozenset({TENANTS[0]}), status=ConnectionStatus.CONNECTED),
-            "runtime_window_tenant_status",
+WINDOW_SHAPES = [
+    (
+        ConnectionFilter(tenant_ids=frozenset({TENANTS[0]}), status=ConnectionStatus.CONNECTED),
+        "runtime_window_tenant_status",
+    ),
+    (ConnectionFilter(tenant_ids=None), "runtime_window"),
+    (
+        ConnectionFilter(tenant_ids=frozenset(TENANTS[:2]), provider="box", person="a"),
+        "runtime_window_tenant_provider",
+    ),
+    (
+        ConnectionFilter(
+            tenant_ids=None,
+            parent_id=str(PARENTS[2]),
+            status=ConnectionStatus.CONNECTED,
+            unused_days=20,
         ),
-        (ConnectionFilter(tenant_ids=None), "runtime_window"),
-        (
-            ConnectionFilter(tenant_ids=frozenset(TENANTS[:2]), provider="box", person="a"),
-            "runtime_window_tenant_provider",
-        ),
-        (
-            ConnectionFilter(
-                tenant_ids=None,
-                parent_id=str(PARENTS[2]),
-                status=ConnectionStatus.CONNECTED,
-                unused_days=20,
-            ),
-            "runtime_window_parent_id",
-        ),
-    ],
-)
-async def test_each_window_reads_only_its_documents(
-    recorded: tuple[Recorder, Any], query: ConnectionFilter, index: str
-) -> None:
-    """3,000 connections over a year: every query a page sends is an index scan of exactly the
-    documents in its window, and a page reads a small part of the collection."""
+        "runtime_window_parent_id",
+    ),
+]
+
+
+async def test_each_window_reads_only_its_documents(recorded: tuple[Recorder, Any]) -> None:
+    """3,000 connections over a year: every query two pages send is an index scan of exactly
+    the documents in its window, and the pages read a small part of the collection."""
     recorder, db = recorded
     documents = make_documents(3000, span=timedelta(days=365), seed=3)
     await insert(db["connections"], documents)
     search = ConnectionSearch(db["connections"])
     await search.ensure_indexes()
-    page = await search.page(query, before=None, limit=50, now=NOW)
-    assert len(page.connections) == 50
-    second = await search.page(query, before=page.next_cursor, limit=50, now=NOW)
-    assert second.connections
-    windows = await explained_windows(db, recorder, documents)
-    assert windows
-    for used, examined, window in windows:
-        assert used == index
-        assert examined == window
-    assert sum(examined for _, examined, _ in windows) < 3000 / 3
+    for query, index in WINDOW_SHAPES:
+        recorder.pipelines.clear()
+        page = await search.page(query, before=None, limit=50, now=NOW)
+        assert len(page.connections) == 50
+        second = await search.page(query, before=page.next_cursor, limit=50, now=NOW)
+        assert second.connections
+        windows = await explained_windows(db, recorder, documents)
+        assert windows
+        for used, examined, window in windows:
+            assert used == index
+            assert examined == window
+        assert sum(examined for _, examined, _ in windows) < 3000 / 3

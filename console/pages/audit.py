@@ -3,19 +3,19 @@ date, in cursor pages, and as CSV."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from aiohttp import web
-from storage.audit_search import AuditFilter, InvalidCursor
 
 import messages
 from console import forms
 from console.access import access, parts_of, requires
 from console.csv_export import stream_csv
 from console.pages import render
+from storage.audit_search import AuditFilter, InvalidCursor
 from storage.models import AuditEvent
 from storage.privileges import Privilege
 
@@ -72,7 +72,7 @@ class AuditFilters:
         return f"{path}?{urlencode(query)}" if query else path
 
 
-def describe(event: AuditEvent) -> dict[str, str]:
+def describe(event: AuditEvent, app_name: Callable[[str], str]) -> dict[str, str]:
     """What a line of the audit page (and the CSV) shows of an event."""
     actor = event.actor
     who = actor.name or actor.aad_object_id or actor.kind
@@ -91,7 +91,7 @@ def describe(event: AuditEvent) -> dict[str, str]:
         "person_id": owner.aad_object_id if owner else "",
         "tenant_id": event.tenant_id,
         "connection_id": event.connection_id or "",
-        "app": event.provider or "",
+        "app": app_name(event.provider) if event.provider else "",
         "account": event.account or "",
         "details": details,
     }
@@ -118,7 +118,7 @@ async def list_page(request: web.Request) -> web.StreamResponse:
         request,
         "audit.html",
         {
-            "events": [(event, describe(event)) for event in page.events],
+            "events": [(event, describe(event, parts.app_name)) for event in page.events],
             "filters": filters,
             "actions": parts.audit_search.actions(),
             "first_page": not before,
@@ -151,11 +151,12 @@ CSV_COLUMNS = (
 @requires(Privilege.VIEW_CONNECTIONS)
 async def csv_export(request: web.Request) -> web.StreamResponse:
     filters = _filters(request)
-    events = parts_of(request).audit_search.iterate(filters.query(access(request).tenants))
+    parts = parts_of(request)
+    events = parts.audit_search.iterate(filters.query(access(request).tenants))
 
     async def rows() -> AsyncIterator[list[str]]:
         async for event in events:
-            line = describe(event)
+            line = describe(event, parts.app_name)
             yield [line[column] for column in CSV_COLUMNS]
 
     return await stream_csv(request, "audit-log.csv", CSV_COLUMNS, rows())
