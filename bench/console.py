@@ -109,6 +109,7 @@ FABRIKAM = "fabrikam"
 FABRIKAM_SHARE = 0.2
 HISTORY = timedelta(days=730)
 BATCH = 5_000
+PROGRESS_EVERY = 4 * BATCH
 SEED = 20_260_101
 COOKIE = "rc_console"
 ADMIN = Administrator(tenant_id=CONTOSO, object_id="bench-admin", name="Bench Admin")
@@ -297,11 +298,17 @@ class Population:
         """Insert `count` more connections in batches of BATCH."""
         collection = database.connections.collection
         pending = self.take(count)
+        began = time.monotonic()
+        done = 0
         while batch := [document for _, document in zip(range(BATCH), pending, strict=False)]:
             # The database's client bounds each operation to 3 s (README, "When things fail");
             # a batch of BATCH documents may take longer on a busy machine.
             with pymongo.timeout(STORE_TIMEOUT_S):
                 await collection.insert_many(batch)
+            done += len(batch)
+            if done % PROGRESS_EVERY == 0 and done < count:
+                elapsed = time.monotonic() - began
+                print(f"    {done:,} of {count:,} in {elapsed:.0f} s", flush=True)
 
 
 def searched_person(population: Population) -> Person:

@@ -2,12 +2,17 @@
 every match (CSV export, bulk actions), and counts by status and by parent.
 
 Only runtime connections are searched (never parents, never deleted tombstones). Pages and walks
-go by windows of `_id` time (storage/windowed.py says why). Counting costs every counted
-document on the embedded store, and so does `estimated_document_count`: up to LIVE_COUNT_LIMIT
-stored connections the counts are live; above it they come from a summary (collection
-`connection_counts`, one document per tenant, per parent, and for all tenants, each with its
-`as_of`) that a background task of this process recounts, window by window, when it is missing
-or older than SUMMARY_FRESH. While a summary is missing the count is None (being counted).
+go by windows of `_id` time (storage/windowed.py says why).
+
+Counting reads every counted document on the embedded store (60-130 µs each), and so does
+`estimated_document_count` (1.6 s at 100,000, holding the store's lock, and past the client's
+3 s limit when the machine is busy), so the collection's size cannot decide how to count. Each
+counted set (a tenant, every tenant, a parent) has a summary in collection `connection_counts`
+with its `as_of`; a set whose stored total is small (the smallest, while together within
+LIVE_COUNT_LIMIT) is counted live at each call and its summary rewritten, a larger one answers
+its summary and is recounted window by window by a background task of this process (one per
+set) when the summary is older than SUMMARY_FRESH. A set with no summary yet is being counted:
+the answer is None.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,11 +57,11 @@ __all__ = [
 Document = dict[str, Any]
 
 COUNTS_COLLECTION = "connection_counts"
-# Stored connections (all kinds) up to which counts are counted live at each call.
-LIVE_COUNT_LIMIT = 20_000
+# Connections one call counts live at most (by the stored totals): ~0.5 s on the embedded store.
+LIVE_COUNT_LIMIT = 5_000
 SUMMARY_FRESH = timedelta(seconds=60)
-# How long a measured collection size is trusted before it is measured again (in the background).
-SIZE_FRESH_S = 60.0
+# How long a page waits for a set's very first count before saying "counting".
+FIRST_COUNT_WAIT_S = 0.5
 # A connection's `_id` is made within moments of its `created_at`; this margin keeps the
 # "unused" search's upper `_id` bound safely above any creation before the cutoff.
 CREATION_MARGIN = timedelta(days=1)
@@ -118,13 +122,23 @@ def _parent_unit(parent_id: ObjectId) -> str:
     return f"parent:{parent_id}"
 
 
+def _scope(unit: str) -> Document:
+    """The equality query of a counted set (an index prefix, see ensure_indexes)."""
+    kind, _, value = unit.partition(":")
+    scope: Document = {"kind": RUNTIME}
+    if kind == "tenant":
+        scope["owner.tenant_id"] = value
+    elif kind == "parent":
+        scope["parent_id"] = ObjectId(value)
+    return scope
+
+
 class ConnectionSearch:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._connections = collection
         self._summaries: AsyncCollection[Document] = collection.database[COUNTS_COLLECTION]
-        # One recount per summary document (and one size measurement) at a time per process.
+        # One background recount per summary document at a time in this process.
         self._refreshing: dict[str, asyncio.Task[None]] = {}
-        self._size: tuple[int, float] | None = None  # (estimated count, time.monotonic())
 
     async def ensure_indexes(self) -> None:
         # The window shape (storage/windowed.py): equality fields, then `_id`; one index per
@@ -230,22 +244,20 @@ class ConnectionSearch:
         """Runtime connections by status, of these tenants (None: every tenant).
 
         Returns:
-            Live counts (as_of None) while the collection is small, else the stored summary
-            (however old; a recount starts when it is older than SUMMARY_FRESH), or None while
-            there is none yet.
+            The counts: as_of None when all were counted live, else the oldest stored summary's
+            time; None while a tenant has no summary yet (being counted).
         """
         if tenant_ids is not None and not tenant_ids:
             return StatusCounts(counts=_zeros(), total=0, as_of=None)
-        if not await self._large():
-            return await self._live_status_counts(tenant_ids)
         units = (
             [ALL_TENANTS]
             if tenant_ids is None
             else [_tenant_unit(tenant_id) for tenant_id in sorted(tenant_ids)]
         )
-        summaries = await self._summaries_of(units)
-        if summaries is None:
+        current = await self._current(units)
+        if current is None:
             return None
+        summaries, as_of = current
         counts = _zeros()
         for summary in summaries.values():
             for status, number in summary["counts"].items():
@@ -253,92 +265,66 @@ class ConnectionSearch:
         return StatusCounts(
             counts=counts,
             total=sum(summary["total"] for summary in summaries.values()),
-            as_of=min(summary["as_of"] for summary in summaries.values()),
+            as_of=as_of,
         )
 
     async def runtime_counts_by_parent(self, parent_ids: list[str]) -> dict[str, int] | None:
-        """The number of runtime connections under each parent (every asked id is a key).
-
-        Returns:
-            Live counts while the collection is small, else the stored summaries, or None while
-            one of them is still missing (being counted).
+        """The number of runtime connections under each parent (every asked id is a key), live
+        or from the stored summaries as for `status_counts`; None while one is being counted.
 
         Raises:
             InvalidFilter: an id is not 24-hex.
         """
-        parents: dict[str, ObjectId] = {}
+        units: dict[str, str] = {}
         for parent_id in parent_ids:
             parsed = parse_id(parent_id)
             if parsed is None:
                 raise InvalidFilter(parent_id)
-            parents[str(parsed)] = parsed
-        if not parents:
+            units[_parent_unit(parsed)] = str(parsed)
+        if not units:
             return {}
-        if not await self._large():
-            # One aggregate: `$in` of exact keys rides (kind, parent_id, _id), and a small
-            # collection holds at most LIVE_COUNT_LIMIT documents to count.
-            counts = dict.fromkeys(parents, 0)
-            cursor = await self._connections.aggregate(
-                [
-                    {"$match": {"kind": RUNTIME, "parent_id": {"$in": list(parents.values())}}},
-                    {"$group": {"_id": "$parent_id", "n": {"$sum": 1}}},
-                ]
-            )
-            for row in await cursor.to_list():
-                counts[str(row["_id"])] = row["n"]
-            return counts
-        units = {_parent_unit(parsed): key for key, parsed in parents.items()}
-        summaries = await self._summaries_of(list(units))
-        if summaries is None:
+        current = await self._current(list(units))
+        if current is None:
             return None
+        summaries, _ = current
         return {units[unit]: summary["total"] for unit, summary in summaries.items()}
 
-    async def _live_status_counts(self, tenant_ids: frozenset[str] | None) -> StatusCounts:
-        scopes: list[Document] = (
-            [{"kind": RUNTIME}]
-            if tenant_ids is None
-            else [{"kind": RUNTIME, "owner.tenant_id": tenant_id} for tenant_id in tenant_ids]
-        )
-        counts = _zeros()
-        total = 0
-        # By windows, like the recount: one aggregate over 20,000 documents comes near the
-        # client's 3 s limit on a busy machine.
-        for scope in scopes:
-            for status, number in (await count_by(self._connections, scope, "status")).items():
-                total += number
-                if status in counts:
-                    counts[status] += number
-        return StatusCounts(counts=counts, total=total, as_of=None)
-
-    async def _large(self) -> bool:
-        """Whether the collection holds more than LIVE_COUNT_LIMIT documents.
-
-        `estimated_document_count` scans the collection on the embedded store (~0.3 s at
-        20,000), so it is measured once per process and then again in the background.
-        """
-        if self._size is None:
-            await self._measure_size()
-        elif time.monotonic() - self._size[1] > SIZE_FRESH_S:
-            self._start("size", self._measure_size)
-        assert self._size is not None
-        return self._size[0] > LIVE_COUNT_LIMIT
-
-    async def _measure_size(self) -> None:
-        self._size = (await self._connections.estimated_document_count(), time.monotonic())
-
-    async def _summaries_of(self, units: list[str]) -> dict[str, Document] | None:
-        """The stored summaries of `units`, recounting the missing and stale ones in the
-        background; None while one is missing."""
+    async def _current(
+        self, units: list[str]
+    ) -> tuple[dict[str, Document], datetime | None] | None:
+        """Each unit's summary, counted live for the smallest units while their stored totals
+        fit in LIVE_COUNT_LIMIT together, and the oldest `as_of` of those not counted live.
+        None while a unit has no summary yet (its recount has started)."""
         cursor = self._summaries.find({"_id": {"$in": units}})
-        summaries = {document["_id"]: document async for document in cursor}
+        stored = {document["_id"]: document async for document in cursor}
+        missing = [unit for unit in units if unit not in stored]
+        for unit in missing:
+            self._start(unit, functools.partial(self._recount, unit))
+        if missing:
+            # A first count of a small set takes milliseconds: wait for it a little rather
+            # than saying "counting" on a small deployment's first page.
+            counting = [self._refreshing[unit] for unit in missing if unit in self._refreshing]
+            if counting:
+                await asyncio.wait(counting, timeout=FIRST_COUNT_WAIT_S)
+            cursor = self._summaries.find({"_id": {"$in": missing}})
+            stored |= {document["_id"]: document async for document in cursor}
+            if any(unit not in stored for unit in units):
+                return None
         stale_before = datetime.now(UTC) - SUMMARY_FRESH
-        for unit in units:
-            summary = summaries.get(unit)
-            if summary is None or summary["as_of"] < stale_before:
+        room = LIVE_COUNT_LIMIT
+        current: dict[str, Document] = {}
+        as_of: datetime | None = None
+        for unit in sorted(units, key=lambda unit: stored[unit]["total"]):
+            summary = stored[unit]
+            if summary["total"] <= room:
+                room -= summary["total"]
+                current[unit] = await self._count(unit, live=True)
+                continue
+            if summary["as_of"] < stale_before:
                 self._start(unit, functools.partial(self._recount, unit))
-        if len(summaries) < len(units):
-            return None
-        return summaries
+            current[unit] = summary
+            as_of = summary["as_of"] if as_of is None else min(as_of, summary["as_of"])
+        return current, as_of
 
     def _start(self, key: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         running = self._refreshing.get(key)
@@ -350,7 +336,8 @@ class ConnectionSearch:
         def finished(done: asyncio.Task[None]) -> None:
             if self._refreshing.get(key) is done:
                 del self._refreshing[key]
-            # A failed recount is tried again by the next call that finds the summary stale.
+            # A failed recount is tried again by the next call that finds the summary missing
+            # or stale.
             if not done.cancelled():
                 with contextlib.suppress(Exception):
                     done.exception()
@@ -358,23 +345,30 @@ class ConnectionSearch:
         task.add_done_callback(finished)
 
     async def _recount(self, unit: str) -> None:
+        await self._count(unit, live=False)
+
+    async def _count(self, unit: str, *, live: bool) -> Document:
+        """Count a unit by status and store it as its summary.
+
+        Live: one aggregate (the unit is small). Otherwise window by window, so that no query
+        reads more than about EXAMINED_PER_QUERY documents and the store serves others between.
+        """
         as_of = datetime.now(UTC)  # everything created before now is in the count
-        kind, _, value = unit.partition(":")
-        scope: Document = {"kind": RUNTIME}
-        if kind == "tenant":
-            scope["owner.tenant_id"] = value
-        elif kind == "parent":
-            scope["parent_id"] = ObjectId(value)
-        by_status = await count_by(self._connections, scope, "status")
+        scope = _scope(unit)
+        if live:
+            cursor = await self._connections.aggregate(
+                [{"$match": scope}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+            )
+            by_status = {row["_id"]: row["n"] for row in await cursor.to_list()}
+        else:
+            by_status = await count_by(self._connections, scope, "status")
         counts = _zeros()
         for status, number in by_status.items():
             if status in counts:
                 counts[status] = number
-        await self._summaries.replace_one(
-            {"_id": unit},
-            {"counts": counts, "total": sum(by_status.values()), "as_of": as_of},
-            upsert=True,
-        )
+        summary = {"counts": counts, "total": sum(by_status.values()), "as_of": as_of}
+        await self._summaries.replace_one({"_id": unit}, summary, upsert=True)
+        return summary
 
     async def close(self) -> None:
         """Stop the background recounts."""

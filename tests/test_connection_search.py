@@ -339,10 +339,9 @@ async def test_parents_and_tombstones_are_never_listed(
     assert page.next_cursor is None
     by_parent = ConnectionFilter(tenant_ids=None, parent_id=parent.id)
     assert [c.id async for c in fresh.iterate(by_parent)] == [kept.id]
-    counts = await fresh.status_counts(None)
-    assert counts is not None
+    counts = await eventually(lambda: fresh.status_counts(None))
     assert counts.total == 1
-    assert await fresh.runtime_counts_by_parent([parent.id]) == {parent.id: 1}
+    assert await eventually(lambda: fresh.runtime_counts_by_parent([parent.id])) == {parent.id: 1}
 
 
 @pytest.mark.parametrize(
@@ -362,7 +361,9 @@ async def test_malformed_filters_are_refused(search: ConnectionSearch) -> None:
         await search.runtime_counts_by_parent(["abcdefghijkl"])
 
 
-def brute_counts(documents: list[Document], tenants: frozenset[str] | None) -> dict[str, int]:
+def brute_counts(
+    documents: list[Document], tenants: frozenset[str] | set[str] | None
+) -> dict[str, int]:
     counts = {status.value: 0 for status in ConnectionStatus}
     for document in documents:
         if document["kind"] == "runtime" and (
@@ -383,24 +384,55 @@ def brute_parents(documents: list[Document]) -> dict[str, int]:
 @pytest.mark.parametrize(
     "tenants", [None, frozenset({TENANTS[0]}), frozenset(TENANTS[1:]), frozenset()]
 )
-async def test_status_counts_live(
+async def test_status_counts(
     search: ConnectionSearch, stored: list[Document], tenants: frozenset[str] | None
 ) -> None:
-    counts = await search.status_counts(tenants)
-    assert counts is not None
+    """Being counted (None) until a first count is stored, then counted live at each call (a
+    few hundred connections are well within LIVE_COUNT_LIMIT)."""
+    counts = await eventually(lambda: search.status_counts(tenants))
     assert counts.as_of is None
     assert counts.counts == brute_counts(stored, tenants)
     assert list(counts.counts) == [status.value for status in ConnectionStatus]
     assert counts.total == sum(counts.counts.values())
 
 
-async def test_runtime_counts_by_parent_live(
-    search: ConnectionSearch, stored: list[Document]
-) -> None:
+async def test_runtime_counts_by_parent(search: ConnectionSearch, stored: list[Document]) -> None:
     nobody = str(ObjectId())
     asked = [*map(str, PARENTS), nobody]
-    assert await search.runtime_counts_by_parent(asked) == {**brute_parents(stored), nobody: 0}
+    counts = await eventually(lambda: search.runtime_counts_by_parent(asked))
+    assert counts == {**brute_parents(stored), nobody: 0}
     assert await search.runtime_counts_by_parent([]) == {}
+
+
+async def test_small_sets_are_counted_live_and_large_ones_from_their_summary(
+    database: Database,
+    fresh: ConnectionSearch,
+    fresh_stored: list[Document],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While their stored totals fit in LIVE_COUNT_LIMIT the smallest sets are counted at each
+    call (a new connection shows at once); a larger one answers its summary until recounted."""
+    small, large = sorted(TENANTS[:2], key=lambda t: sum(brute_counts(fresh_stored, {t}).values()))
+    both = frozenset({small, large})
+    await eventually(lambda: fresh.status_counts(both))
+    monkeypatch.setattr(
+        connection_search, "LIVE_COUNT_LIMIT", sum(brute_counts(fresh_stored, {small}).values())
+    )
+    counts = await fresh.status_counts(both)
+    assert counts is not None
+    assert counts.as_of is not None  # the large tenant's summary
+    assert counts.counts == brute_counts(fresh_stored, both)
+    rnd = random.Random(9)  # noqa: S311 - reproducible test data, not a secret
+    more = [runtime_document(rnd, 70000 + n, NOW, tenant_id=t) for n, t in enumerate(both)]
+    await insert(database.connections.collection, more)
+    small_now = await fresh.status_counts(frozenset({small}))
+    assert small_now is not None
+    assert small_now.as_of is None
+    assert small_now.counts == brute_counts(fresh_stored + more, {small})
+    large_now = await fresh.status_counts(frozenset({large}))
+    assert large_now is not None
+    assert large_now.as_of == counts.as_of
+    assert large_now.counts == brute_counts(fresh_stored, {large})
 
 
 @dataclass
@@ -435,6 +467,7 @@ async def test_summary_counts_above_the_live_limit(
     """Above LIVE_COUNT_LIMIT: None while one recount runs (one, however often asked), then the
     stored summary; it is recounted only once it is older than SUMMARY_FRESH."""
     monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 0)
+    monkeypatch.setattr(connection_search, "FIRST_COUNT_WAIT_S", 0)
     tenants = frozenset(TENANTS[:2])
     asked = await asyncio.gather(*(fresh.status_counts(tenants) for _ in range(5)))
     assert asked == [None] * 5
@@ -477,6 +510,7 @@ async def test_summary_of_every_tenant_and_of_parents(
     fresh: ConnectionSearch, fresh_stored: list[Document], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 0)
+    monkeypatch.setattr(connection_search, "FIRST_COUNT_WAIT_S", 0)
     assert await fresh.status_counts(None) is None
     counts = await eventually(lambda: fresh.status_counts(None))
     assert counts.counts == brute_counts(fresh_stored, None)
@@ -486,6 +520,15 @@ async def test_summary_of_every_tenant_and_of_parents(
     assert by_parent == brute_parents(fresh_stored)
 
 
+async def test_a_small_sets_first_count_is_waited_for(
+    fresh: ConnectionSearch, fresh_stored: list[Document]
+) -> None:
+    """No stored count yet, and a set that is quick to count: the first page gets numbers,
+    not "counting"."""
+    counts = await fresh.status_counts(None)
+    assert counts is not None and counts.counts == brute_counts(fresh_stored, None)
+
+
 async def test_close_stops_a_running_recount(
     fresh: ConnectionSearch,
     fresh_stored: list[Document],
@@ -493,6 +536,7 @@ async def test_close_stops_a_running_recount(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 0)
+    monkeypatch.setattr(connection_search, "FIRST_COUNT_WAIT_S", 0)
     assert await fresh.status_counts(None) is None
     await eventually(lambda: gate.started)
     await asyncio.wait_for(fresh.close(), timeout=5)
