@@ -85,3 +85,14 @@ def ids(values: list[str], field: str, *, limit: int) -> list[str]:
     if len(chosen) > limit:
         raise BadInput(messages.CONSOLE_TOO_MANY.format(limit=limit))
     return chosen
+
+
+def console_path(values: Mapping[str, str], field: str, *, default: str) -> str:
+    """A link back into the console (a page's own path and query); anything else, such as
+    another site or a `javascript:` URL, becomes `default`."""
+    value = text(values, field, limit=2000)
+    if not value.startswith("/admin/") or "\\" in value or value.startswith("//"):
+        return default
+    if any(ord(character) < 0x20 for character in value):
+        return default
+    return value

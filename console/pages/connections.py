@@ -9,7 +9,6 @@ from datetime import datetime
 from urllib.parse import urlencode
 
 from aiohttp import web
-from storage.connection_search import ConnectionFilter, InvalidCursor
 
 import messages
 from connections.service import ChangeResult, tenant_of
@@ -18,6 +17,7 @@ from console.access import access, form, must_hold, parts_of, requires
 from console.csv_export import stream_csv
 from console.pages import redirect, render
 from console.parts import ConsoleParts
+from storage.connection_search import ConnectionFilter, InvalidCursor
 from storage.models import Actor, Connection, ConnectionKind, ConnectionStatus
 from storage.privileges import Privilege
 
@@ -253,7 +253,7 @@ async def confirm(request: web.Request) -> web.StreamResponse:
         {
             "action": action,
             "lines": lines,
-            "back": forms.text(posted, "back", limit=2000) or "/admin/connections",
+            "back": forms.console_path(posted, "back", default="/admin/connections"),
         },
     )
 

@@ -442,3 +442,22 @@ async def test_a_stale_cookie_or_garbage_cookie_is_signed_out(bot: RunningBot) -
             "/admin/", headers={"Cookie": f"rc_console={value}"}, allow_redirects=False
         )
         assert response.status in (303, 400), value
+
+
+async def test_the_cancel_link_of_a_confirmation_stays_in_the_console(
+    bot: RunningBot, owner: Admin
+) -> None:
+    parent = await stored_parent(bot.database)
+    jane = await stored_runtime(bot.database, parent, "jane")
+    for back in ("javascript:alert(1)", "https://evil.example/admin/", "//evil.example/x"):
+        status, page, _ = await owner.post(
+            "/admin/connections/confirm", [("action", "delete"), ("id", jane.id), ("back", back)]
+        )
+        assert status == 200
+        assert 'href="/admin/connections">Cancel' in page and "evil" not in page, back
+        assert "javascript" not in page
+    status, page, _ = await owner.post(
+        "/admin/connections/confirm",
+        [("action", "delete"), ("id", jane.id), ("back", "/admin/connections?status=connected")],
+    )
+    assert 'href="/admin/connections?status=connected">Cancel' in page
