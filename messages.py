@@ -521,7 +521,8 @@ CONSOLE_BAD_CSRF = (
 )
 CONSOLE_NOT_FOUND = "There is no such page in the console."
 CONSOLE_STORE_DOWN = (
-    "The database didn't answer in time. Nothing was changed; try again in a moment."
+    "The database didn't answer in time; try again in a moment. A change you were making may "
+    "be done only in part: reload the list to see where things stand."
 )
 CONSOLE_BAD_FIELD = "{field}: {problem}"
 CONSOLE_BAD_STATUS = "choose Connected, Disconnected or Needs sign-in"
@@ -612,3 +613,4 @@ CONSOLE_NEEDS_SIGN_IN = (
     "ADMIN_CLIENT_SECRET (an Entra app registration with the redirect URI "
     "PUBLIC_BASE_URL/admin/callback)."
 )
+LOG_CONSOLE_STORE_DOWN = "Admin console: the database did not answer (%s)"

@@ -7,6 +7,7 @@ autoescaping on; the only static file is the style sheet.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -18,11 +19,12 @@ from pymongo.errors import PyMongoError
 
 import messages
 from console import pages
-from console.access import ACCESS_KEY, BadCsrf, Forbidden, access_of, parts_of
+from console.access import ACCESS_KEY, BadCsrf, Forbidden, parts_of
 from console.forms import BadInput
 from settings import is_loopback_host
 
 log = logging.getLogger(__name__)
+PAGE_BUDGET_S = 4.5
 HERE = Path(__file__).resolve().parent
 
 # No scripts at all; styles only from the console's own sheet; forms only to itself.
@@ -53,10 +55,6 @@ def _day(value: datetime | None) -> str:
 async def _error_page(
     request: web.Request, status: int, title: str, detail: str
 ) -> web.StreamResponse:
-    try:
-        await access_of(request)
-    except (PyMongoError, TimeoutError):
-        request[ACCESS_KEY] = None  # the header then shows no one: the store is away
     return await pages.render(
         request, "error.html", {"title": title, "detail": detail, "status": status}, status=status
     )
@@ -87,6 +85,11 @@ async def console_middleware(request: web.Request, handler: pages.Handler) -> we
 
 async def _answer(request: web.Request, handler: pages.Handler) -> web.StreamResponse:
     try:
+        if request.method == "GET" and not request.path.endswith(".csv"):
+            # A page answers within its budget whatever the store does; downloads stream for
+            # as long as they take, and changes are bounded by each store operation's limit.
+            async with asyncio.timeout(PAGE_BUDGET_S):
+                return await handler(request)
         return await handler(request)
     except Forbidden as denied:
         return await _error_page(
@@ -111,7 +114,9 @@ async def _answer(request: web.Request, handler: pages.Handler) -> web.StreamRes
             detail,
         )
     except (PyMongoError, TimeoutError) as error:
-        log.warning("Admin console: the database did not answer (%s)", type(error).__name__)
+        # The header's "signed in as" needs the store too: leave it out rather than wait again.
+        request[ACCESS_KEY] = request.get(ACCESS_KEY)
+        log.warning(messages.LOG_CONSOLE_STORE_DOWN, type(error).__name__)
         return await _error_page(
             request, 503, "The database didn't answer", messages.CONSOLE_STORE_DOWN
         )
