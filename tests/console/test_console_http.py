@@ -364,7 +364,7 @@ async def test_deleting_a_parent_keeps_its_runtime_connections(
     parent = await stored_parent(bot.database)
     jane = await stored_runtime(bot.database, parent, "jane")
     status, page, _ = await owner.post("/admin/parents/confirm", {"id": parent.id})
-    assert status == 200 and "stay stored" in page
+    assert status == 200 and "Its 1 runtime user connection stays stored" in page
     status, page, _ = await owner.post("/admin/parents/delete", {"id": parent.id})
     assert status == 200 and "is removed" in page
     assert await bot.database.connections.get(parent.id) is None
