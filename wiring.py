@@ -160,6 +160,7 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
         audit_search = AuditSearch(database.audit.collection)
         await search.ensure_indexes()
         await audit_search.ensure_indexes()
+        search.start_backfill()
         console = ConsoleParts(
             settings=settings,
             signin=ConsoleSignIn(settings, database.admin_signins, cipher),

@@ -375,6 +375,7 @@ class StoreCommand:
     collection: str
     duration_ms: float = math.nan
     explained: Document | None = None
+    failure: str | None = None  # the command failed (a timeout, say)
 
 
 class StoreCommands(monitoring.CommandListener):
@@ -408,8 +409,10 @@ class StoreCommands(monitoring.CommandListener):
             self._recording.pop(event.request_id).duration_ms = event.duration_micros / 1000
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        if self._recording is not None:
-            self._recording.pop(event.request_id, None)
+        if self._recording is not None and event.request_id in self._recording:
+            entry = self._recording.pop(event.request_id)
+            entry.duration_ms = event.duration_micros / 1000
+            entry.failure = type(event.failure).__name__ if event.failure else "failed"
 
 
 EXPLAINABLE = ("find", "aggregate", "count")
@@ -607,7 +610,9 @@ async def get(http: aiohttp.ClientSession, url: str) -> Page:
         text = await response.text()
     elapsed = (time.perf_counter() - began) * 1000
     if response.status != 200:
-        raise BenchError(f"GET {url} answered {response.status}: {text[:300]!r}")
+        title = re.search(r"<title>([^<]*)</title>", text)
+        said = html.unescape(title.group(1)) if title else text[:120]
+        raise BenchError(f"GET {url} answered {response.status} ({said!r})")
     return Page(response.status, text, elapsed)
 
 
@@ -685,7 +690,7 @@ async def _settle(http: aiohttp.ClientSession, size: int, deadline_s: float) -> 
                 f"request{failed}"
             )
         if time.monotonic() - began > deadline_s:
-            last = f"; last failure: {failures[-1][:120]}" if failures else ""
+            last = f"; the last: {failures[-1]}" if failures else ""
             raise BenchError(
                 f"the counts by status never came at {size:,} connections, "
                 f"{len(failures)} request(s) failed{last}"
@@ -723,6 +728,8 @@ def classify_background(commands: list[StoreCommand]) -> Counter[str]:
             if test(command):
                 found[label] += 1
                 found[f"{label} ms"] += round(command.duration_ms)
+                if command.failure:
+                    found[f"{label} failed"] += 1
     return found
 
 
@@ -939,7 +946,13 @@ def report(result: Run, options: Options) -> bool:
         labels = [label for label in BACKGROUND_SHAPES if background[label]]
         if labels:
             seen = ", ".join(
-                f"{background[label]} {label} ({background[label + ' ms']:,} ms)"
+                f"{background[label]} {label} ({background[label + ' ms']:,} ms"
+                + (
+                    f", {background[label + ' failed']} failed"
+                    if background[label + " failed"]
+                    else ""
+                )
+                + ")"
                 for label in labels
             )
             print(f"Background store work while timing at {sized.size:,}: {seen}.")

@@ -31,9 +31,17 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 import background
 from storage.models import Connection, ConnectionKind, ConnectionStatus
+from storage.search_terms import (
+    MOST_TERM_MATCHES,
+    SEARCH_TERMS,
+    lookup_word,
+    prefix_range,
+    terms_of,
+)
 from storage.windowed import (
     InvalidCursor,
     InvalidFilter,
+    TooManyToCount,
     all_of,
     count_by,
     iterate_newest_first,
@@ -70,6 +78,10 @@ ALL_TENANTS = "all"
 # Of several equality filters, the one that rides the index: a parent serves one app and an app
 # has several parents, so the first present is the narrowest. The others filter each window.
 INDEXED_FIELDS = ("parent_id", "provider", "status")
+# The equality fields that lead the search terms' index.
+TERM_SCOPE = ("kind", "owner.tenant_id")
+# The marker (in the counts collection) that every connection has its search terms.
+TERMS_BACKFILLED = "search_terms_backfilled"
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ class ConnectionSearch:
         self._summaries: AsyncCollection[Document] = collection.database[COUNTS_COLLECTION]
         # One background recount per summary document at a time in this process.
         self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._terms_backfilled = False
 
     async def ensure_indexes(self) -> None:
         # The window shape (storage/windowed.py): equality fields, then `_id`; one index per
@@ -150,6 +163,11 @@ class ConnectionSearch:
                 name = "runtime_window" + ("_tenant" if tenant else "")
                 name += f"_{field}" if field else ""
                 await self._connections.create_index([*keys, ("_id", ASCENDING)], name=name)
+            # The person search: terms that begin with a word (storage/search_terms.py).
+            await self._connections.create_index(
+                [("kind", ASCENDING), *tenant, (SEARCH_TERMS, ASCENDING)],
+                name="runtime_terms" + ("_tenant" if tenant else ""),
+            )
 
     # --- pages and walks ------------------------------------------------------------------
 
@@ -172,6 +190,13 @@ class ConnectionSearch:
         """
         cursor = parse_cursor(before)
         plan = self._plan(filter, now)
+        found = await self._by_terms(filter, plan, before=cursor, limit=limit)
+        if found is not None:
+            documents, next_id = found
+            return ConnectionPage(
+                connections=[Connection.from_document(document) for document in documents],
+                next_cursor=str(next_id) if next_id is not None else None,
+            )
         documents, next_id = await newest_first(
             self._connections,
             plan.queries,
@@ -190,10 +215,99 @@ class ConnectionSearch:
     ) -> AsyncIterator[Connection]:
         """Every matching connection, newest first."""
         plan = self._plan(filter, now)
+        found = await self._by_terms(filter, plan, before=None, limit=None)
+        if found is not None:
+            for document in found[0]:
+                yield Connection.from_document(document)
+            return
         async for document in iterate_newest_first(
             self._connections, plan.queries, not_after=plan.not_after, residual=plan.residual
         ):
             yield Connection.from_document(document)
+
+    async def _by_terms(
+        self, filter: ConnectionFilter, plan: _Plan, *, before: ObjectId | None, limit: int | None
+    ) -> tuple[list[Document], ObjectId | None] | None:
+        """A person search through the search terms' index: every connection with a term that
+        begins with the first word typed, then the plan's other filters (the whole text as a
+        substring included), newest first. None when there is no word to look up or the word
+        is too common to read at once (the windows then do it)."""
+        word = lookup_word(filter.person) if filter.person else None
+        if word is None or not await self._terms_ready():
+            return None
+        residual = [plan.residual] if plan.residual else []
+        for query in plan.queries:  # the plan's equality lead goes to the residual here
+            residual += [{key: value} for key, value in query.items() if key not in TERM_SCOPE]
+        if before is not None:
+            residual.append({"_id": {"$lt": before}})
+        if plan.not_after is not None:
+            residual.append({"_id": {"$lte": plan.not_after}})
+        later = all_of(residual)
+        matches: list[Document] = []
+        for scope in {tuple((k, v) for k, v in q.items() if k in TERM_SCOPE) for q in plan.queries}:
+            pipeline: list[Document] = [
+                {"$match": {**dict(scope), SEARCH_TERMS: prefix_range(word)}},
+                {"$limit": MOST_TERM_MATCHES + 1},
+                {
+                    "$facet": {
+                        "examined": [{"$count": "n"}],
+                        "found": [
+                            {"$match": later or {}},
+                            {"$sort": {"_id": -1}},
+                            *([{"$limit": limit + 1}] if limit is not None else []),
+                        ],
+                    }
+                },
+            ]
+            answer = await (await self._connections.aggregate(pipeline)).to_list()
+            facets = answer[0] if answer else {"examined": [], "found": []}
+            examined = facets["examined"][0]["n"] if facets["examined"] else 0
+            if examined > MOST_TERM_MATCHES:
+                return None
+            matches += facets["found"]
+        matches.sort(key=lambda document: document["_id"], reverse=True)
+        if limit is None or len(matches) <= limit:
+            return matches, None
+        return matches[:limit], matches[limit - 1]["_id"]
+
+    async def _terms_ready(self) -> bool:
+        """True once every connection has its search terms (older records get theirs from
+        `backfill_terms`; until then the person search reads windows)."""
+        if not self._terms_backfilled:
+            marker = await self._summaries.find_one({"_id": TERMS_BACKFILLED})
+            self._terms_backfilled = marker is not None
+        return self._terms_backfilled
+
+    def start_backfill(self) -> None:
+        """Run `backfill_terms` in the background (stopped by `close`)."""
+        self._start(TERMS_BACKFILLED, self._backfill_in_background)
+
+    async def _backfill_in_background(self) -> None:
+        if not await self._terms_ready():
+            await self.backfill_terms()
+
+    async def backfill_terms(self) -> int:
+        """Give search terms to connections stored before they existed (safe to run in every
+        process, any number of times); returns how many were given terms."""
+        if self._terms_backfilled:
+            return 0
+        given = 0
+        async for document in iterate_newest_first(
+            self._connections,
+            [{"kind": kind} for kind in (RUNTIME, ConnectionKind.PARENT.value)],
+            residual={SEARCH_TERMS: {"$exists": False}},
+        ):
+            terms = terms_of(document.get("owner") or {}, document.get("account"))
+            result = await self._connections.update_one(
+                {"_id": document["_id"], SEARCH_TERMS: {"$exists": False}},
+                {"$set": {SEARCH_TERMS: terms}},
+            )
+            given += result.modified_count
+        await self._summaries.replace_one(
+            {"_id": TERMS_BACKFILLED}, {"at": datetime.now(UTC)}, upsert=True
+        )
+        self._terms_backfilled = True
+        return given
 
     def _plan(self, filter: ConnectionFilter, now: datetime | None) -> _Plan:
         equal: dict[str, Any] = {}
@@ -317,9 +431,16 @@ class ConnectionSearch:
         for unit in sorted(units, key=lambda unit: stored[unit]["total"]):
             summary = stored[unit]
             if summary["total"] <= room:
-                room -= summary["total"]
-                current[unit] = await self._count(unit, live=True)
-                continue
+                try:
+                    # Read at most twice the limit: a set may grow between two counts.
+                    current[unit] = await self._count(unit, live=True, at_most=2 * LIVE_COUNT_LIMIT)
+                except TooManyToCount:
+                    # Grown past what a page may count (an import, say): the stored total is
+                    # stale; recount in the background and show the summary until then.
+                    self._start(unit, functools.partial(self._recount, unit))
+                else:
+                    room -= current[unit]["total"]
+                    continue
             if summary["as_of"] < stale_before:
                 self._start(unit, functools.partial(self._recount, unit))
             current[unit] = summary
@@ -347,21 +468,19 @@ class ConnectionSearch:
     async def _recount(self, unit: str) -> None:
         await self._count(unit, live=False)
 
-    async def _count(self, unit: str, *, live: bool) -> Document:
-        """Count a unit by status and store it as its summary.
+    async def _count(self, unit: str, *, live: bool, at_most: int | None = None) -> Document:
+        """Count a unit by status, window by window (no query reads more than about
+        EXAMINED_PER_QUERY documents, so the store serves others in between), and store it as
+        its summary.
 
-        Live: one aggregate (the unit is small). Otherwise window by window, so that no query
-        reads more than about EXAMINED_PER_QUERY documents and the store serves others between.
+        Raises:
+            TooManyToCount: live, and more than `at_most` match (nothing is stored then).
         """
         as_of = datetime.now(UTC)  # everything created before now is in the count
         scope = _scope(unit)
-        if live:
-            cursor = await self._connections.aggregate(
-                [{"$match": scope}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
-            )
-            by_status = {row["_id"]: row["n"] for row in await cursor.to_list()}
-        else:
-            by_status = await count_by(self._connections, scope, "status")
+        by_status = await count_by(
+            self._connections, scope, "status", at_most=at_most if live else None
+        )
         counts = _zeros()
         for status, number in by_status.items():
             if status in counts:

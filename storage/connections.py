@@ -46,6 +46,7 @@ from storage.models import (
 )
 from storage.outbox import OUTBOX, push
 from storage.revocations import REVOCATION
+from storage.search_terms import SEARCH_TERMS, terms_of
 
 Document = dict[str, Any]
 
@@ -318,6 +319,7 @@ class ConnectionStore:
             "created_at": now,
             "updated_at": now,
             "last_used_at": None,
+            SEARCH_TERMS: terms_of(owner.model_dump(), account.model_dump() if account else None),
         }
         if parent_id is not None:
             document["parent_id"] = parent_id
@@ -360,6 +362,7 @@ class ConnectionStore:
             "owner.name": owner.name,
             "owner.teams_user_id": owner.teams_user_id,
             "updated_at": datetime.now(UTC),
+            SEARCH_TERMS: terms_of(owner.model_dump(), account.model_dump()),
         }
         # Two attempts: a concurrent create for the same person and parent loses to the unique
         # index, and then the update finds the winner's record.

@@ -302,17 +302,30 @@ async def iterate_newest_first(
             yield document
 
 
+class TooManyToCount(Exception):
+    """`count_by` gave up: more documents match than it was allowed to read."""
+
+
 async def count_by(
-    collection: AsyncCollection[Document], query: Mapping[str, Any], field: str
+    collection: AsyncCollection[Document],
+    query: Mapping[str, Any],
+    field: str,
+    *,
+    at_most: int | None = None,
 ) -> dict[Any, int]:
     """How many documents match `query` (as for `newest_first`), by the value of `field`.
 
     Counted window by window with a `$group` in the store, so no single query reads more than
     about EXAMINED_PER_QUERY documents and nothing but the counts crosses the wire.
+
+    Raises:
+        TooManyToCount: more than `at_most` documents match (only `at_most` or so were read).
     """
     windows = _Windows(upper=HIGHEST, floor=LOWEST)
     counts: dict[Any, int] = {}
     while not windows.done:
+        if at_most is not None and sum(counts.values()) > at_most:
+            raise TooManyToCount
         lo, hi = windows.next()
         cursor = await collection.aggregate(
             [

@@ -448,10 +448,10 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
     held = Gate()
     count_by = windowed.count_by
 
-    async def gated(collection: Any, query: Document, by: str) -> dict[Any, int]:
+    async def gated(collection: Any, query: Document, by: str, **options: Any) -> dict[Any, int]:
         held.started.append(str(query))
         await held.open.wait()
-        return await count_by(collection, query, by)
+        return await count_by(collection, query, by, **options)
 
     monkeypatch.setattr(connection_search, "count_by", gated)
     return held
@@ -667,3 +667,98 @@ async def test_each_window_reads_only_its_documents(recorded: tuple[Recorder, An
             assert used == index
             assert examined == window
         assert sum(examined for _, examined, _ in windows) < 3000 / 3
+
+
+async def test_a_person_is_found_by_the_beginning_of_any_word_through_the_terms_index(
+    database: Any,
+) -> None:
+    """Connections written by the store carry search terms; once every record has them the
+    person search looks the first word up in the terms index (no window scan) and checks the
+    rest of the text as a substring; a record stored before terms existed gets them from the
+    backfill."""
+
+    store = database.connections
+    search = ConnectionSearch(store.collection)
+    await search.ensure_indexes()
+    parent = await store.create_parent(
+        provider="box",
+        owner=Owner(tenant_id="t1", aad_object_id="ops"),
+        account=ProviderAccount(id="team", display_name="team@box.example"),
+        tenant_id="t1",
+        name="team",
+    )
+    people = {
+        "jane": ("Jane Doe", "jane.doe@contoso.example"),
+        "omar": ("Omar Ali", "omar@contoso.example"),
+        "janet": ("Janet Smith", "js@fabrikam.example"),
+    }
+    ids = {}
+    for object_id, (name, account) in people.items():
+        created = await store.create_runtime(
+            parent_id=parent.id,
+            owner=Owner(tenant_id="t1", aad_object_id=object_id, name=name),
+            account=ProviderAccount(id=object_id, display_name=account),
+        )
+        ids[object_id] = created.id
+    # One record from before search terms: the backfill gives it its terms.
+    await store.collection.update_one(
+        {"_id": ObjectId(ids["omar"])}, {"$unset": {"search_terms": ""}}
+    )
+    assert await search.backfill_terms() == 1
+    scope = frozenset({"t1"})
+
+    async def found(text: str) -> set[str]:
+        page = await search.page(ConnectionFilter(tenant_ids=scope, person=text), before=None)
+        return {connection.owner.aad_object_id for connection in page.connections}
+
+    assert await found("jan") == {"jane", "janet"}
+    assert await found("DOE") == {"jane"}
+    assert await found("jane.doe@contoso") == {"jane"}
+    assert await found("ali") == {"omar"}, "the backfilled record is found"
+    assert await found("fabrikam") == {"janet"}
+    assert await found("jane doe") == {"jane"}, "the rest is checked as a substring"
+    assert await found("zed") == set()
+    assert await found("t1") == set(), "the tenant is not a term"
+    other = await search.page(
+        ConnectionFilter(tenant_ids=frozenset({"t2"}), person="jan"), before=None
+    )
+    assert other.connections == []
+    # Pages through the terms: two at a time, each once, newest first.
+    first = await search.page(ConnectionFilter(tenant_ids=scope, person="j"), before=None, limit=1)
+    assert len(first.connections) == 1 and first.next_cursor is not None
+    second = await search.page(
+        ConnectionFilter(tenant_ids=scope, person="j"), before=first.next_cursor, limit=1
+    )
+    assert second.connections and second.next_cursor is None
+    assert {first.connections[0].id, second.connections[0].id} == {ids["jane"], ids["janet"]}
+
+
+async def test_a_set_that_outgrew_its_stored_total_is_not_counted_live(
+    fresh: ConnectionSearch,
+    fresh_stored: list[Document],
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stored total said "small" but the set has grown (an import): the page does not try
+    to count it all (that would outlast the store's time limit on every page); it shows the
+    stored counts with their time and recounts in the background."""
+    monkeypatch.setattr(connection_search, "LIVE_COUNT_LIMIT", 50)
+    stale_time = datetime.now(UTC) - timedelta(hours=1)
+    await database.db[connection_search.COUNTS_COLLECTION].replace_one(
+        {"_id": connection_search.ALL_TENANTS},
+        {
+            "counts": {"connected": 5, "disconnected": 0, "needs_reauth": 0},
+            "total": 5,
+            "as_of": stale_time,
+        },
+        upsert=True,
+    )
+    shown = await fresh.status_counts(None)
+    assert shown is not None and shown.total == 5 and shown.as_of is not None
+    real = brute_counts(fresh_stored, None)
+
+    async def recounted() -> bool:
+        counts = await fresh.status_counts(None)
+        return counts is not None and counts.counts == real
+
+    assert await eventually(recounted)
