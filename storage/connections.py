@@ -44,7 +44,7 @@ from storage.models import (
     Owner,
     ProviderAccount,
 )
-from storage.outbox import OUTBOX, push
+from storage.outbox import HAS_EVENTS, OUTBOX, ensure_outbox_index, push
 from storage.revocations import REVOCATION
 from storage.search_terms import SEARCH_TERMS, terms_of
 
@@ -125,6 +125,11 @@ class ConnectionStore:
             name="by_owner",
         )
         await self._connections.create_index([("kind", ASCENDING)], name="by_kind")
+        await self._connections.create_index(
+            [("kind", ASCENDING), ("deleted_at", ASCENDING)], name="tombstones"
+        )
+        await ensure_outbox_index(self._connections)
+        await revocations.ensure_revocation_index(self._connections)
         await self._connections.create_index(
             [("kind", ASCENDING), ("name", ASCENDING), ("tenant_id", ASCENDING)],
             name="parents_by_name_and_tenant",
@@ -636,21 +641,24 @@ class ConnectionStore:
     # --- settling: revocations, events and tombstones (connections/settle.py) -------------
 
     async def needing_settlement(self, *, now: datetime, limit: int = 200) -> list[ObjectId]:
-        """Records with events to record, a revocation due, or a tombstone to purge."""
-        cursor = self._connections.find(
+        """Records with events to record, a revocation due, or a tombstone to purge.
+
+        Three indexed queries rather than one `$or`, which the embedded store would answer by
+        reading every record (seconds at 100,000 connections, on every sweep).
+        """
+        found: dict[ObjectId, None] = {}
+        for query in (
+            HAS_EVENTS,
+            revocations.due_filter(now),
             {
-                "$or": [
-                    {f"{OUTBOX}.0": {"$exists": True}},
-                    revocations.due_filter(now),
-                    {
-                        "kind": ConnectionKind.DELETED.value,
-                        "deleted_at": {"$lte": now - TOMBSTONE_KEPT},
-                    },
-                ]
+                "kind": ConnectionKind.DELETED.value,
+                "deleted_at": {"$gte": revocations.EPOCH, "$lte": now - TOMBSTONE_KEPT},
             },
-            projection={"_id": 1},
-        ).limit(limit)
-        return [document["_id"] async for document in cursor]
+        ):
+            cursor = self._connections.find(query, projection={"_id": 1}).limit(limit)
+            async for document in cursor:
+                found[document["_id"]] = None
+        return list(found)[:limit]
 
     async def purge_tombstone(self, connection_id: ObjectId) -> bool:
         """Remove a deleted record once nothing about it is left to do and Teams can no longer

@@ -28,9 +28,11 @@ from storage.connections import ConnectionStore
 from storage.embedded import MEMORY, EmbeddedMongo, StoreUnavailable
 from storage.leases import LeaseStore
 from storage.login_states import LoginStateStore
+from storage.outbox import ensure_outbox_index
 from storage.privileges import PrivilegeStore
 from storage.recipe_runs import RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
+from storage.revocations import ensure_revocation_index
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,16 @@ async def ensure_indexes(database: Database) -> None:
     await database.privileges.ensure_indexes()
     await database.admin_sessions.ensure_indexes()
     await database.admin_signins.ensure_indexes()
+    # The sweep finds pending audit events and revocations through indexes (storage/outbox.py,
+    # storage/revocations.py); connections make theirs in ensure_indexes above.
+    for store in (
+        database.recipe_runs,
+        database.recipe_settings,
+        database.login_states,
+        database.privileges,
+    ):
+        await ensure_outbox_index(store.collection)
+    await ensure_revocation_index(database.login_states.collection)
 
 
 @asynccontextmanager

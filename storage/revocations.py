@@ -16,9 +16,10 @@ Functions (over any collection whose records may carry a `revocation`):
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from storage.models import Actor
@@ -26,6 +27,7 @@ from storage.outbox import push
 
 Document = dict[str, Any]
 REVOCATION = "revocation"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def pending(tokens: Document, provider: str, actor: Actor, now: datetime) -> Document:
@@ -42,7 +44,14 @@ def pending(tokens: Document, provider: str, actor: Actor, now: datetime) -> Doc
 
 def due_filter(now: datetime) -> Document:
     """The query part for records whose next attempt is due."""
-    return {f"{REVOCATION}.next_at": {"$lte": now}}
+    # Bounded on both sides: the embedded store reads a one-sided range on a nested field
+    # record by record, a two-sided one through its index (see `ensure_revocation_index`).
+    return {f"{REVOCATION}.next_at": {"$gte": EPOCH, "$lte": now}}
+
+
+async def ensure_revocation_index(collection: AsyncCollection[Document]) -> None:
+    """The index that finds due revocations without reading the other records."""
+    await collection.create_index([(f"{REVOCATION}.next_at", ASCENDING)], name="revocations_due")
 
 
 async def take(
