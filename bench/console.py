@@ -101,6 +101,7 @@ from storage.database import Database, open_database
 from storage.embedded import MEMORY, EmbeddedMongo
 from storage.models import Actor, ConnectionKind, ConnectionStatus, Owner, ProviderAccount
 from storage.privileges import OWNER_PRIVILEGES, PrincipalKind
+from storage.search_terms import SEARCH_TERMS, terms_of
 from storage.token_keys import new_key
 from storage.windowed import EXAMINED_PER_PAGE
 
@@ -283,6 +284,8 @@ class Population:
             "last_used_at": used,
             "parent_id": parent.id,
         }
+        # What the store writes with every connection (storage/search_terms.py).
+        document[SEARCH_TERMS] = terms_of(document["owner"], document["account"])
         if status is ConnectionStatus.CONNECTED and used is not None:
             document["last_refreshed_at"] = used
         if status is ConnectionStatus.NEEDS_REAUTH:

@@ -20,21 +20,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
 import background
 from storage.models import Connection, ConnectionKind, ConnectionStatus
 from storage.search_terms import (
     MOST_TERM_MATCHES,
     SEARCH_TERMS,
-    lookup_word,
+    lookup_text,
     prefix_range,
     terms_of,
 )
@@ -68,6 +70,11 @@ COUNTS_COLLECTION = "connection_counts"
 # Connections one call counts live at most (by the stored totals): ~0.5 s on the embedded store.
 LIVE_COUNT_LIMIT = 5_000
 SUMMARY_FRESH = timedelta(seconds=60)
+# A large set's recount waits this many times as long as the last one took (15 s of store work
+# for 100,000 connections: recounted every 5 minutes, not every minute).
+RECOUNT_SHARE = 20
+# A set whose stored total is at most half this is counted live in one query (a few ms).
+ONE_QUERY_COUNT = 1_000
 # How long a page waits for a set's very first count before saying "counting".
 FIRST_COUNT_WAIT_S = 0.5
 # A connection's `_id` is made within moments of its `created_at`; this margin keeps the
@@ -189,14 +196,14 @@ class ConnectionSearch:
             InvalidFilter: `parent_id` is not a 24-hex id, or `unused_days` is negative.
         """
         cursor = parse_cursor(before)
-        plan = self._plan(filter, now)
-        found = await self._by_terms(filter, plan, before=cursor, limit=limit)
+        found = await self._by_terms(filter, now, before=cursor, limit=limit)
         if found is not None:
             documents, next_id = found
             return ConnectionPage(
                 connections=[Connection.from_document(document) for document in documents],
                 next_cursor=str(next_id) if next_id is not None else None,
             )
+        plan = self._plan(filter, now)
         documents, next_id = await newest_first(
             self._connections,
             plan.queries,
@@ -214,27 +221,33 @@ class ConnectionSearch:
         self, filter: ConnectionFilter, *, now: datetime | None = None
     ) -> AsyncIterator[Connection]:
         """Every matching connection, newest first."""
-        plan = self._plan(filter, now)
-        found = await self._by_terms(filter, plan, before=None, limit=None)
+        found = await self._by_terms(filter, now, before=None, limit=None)
         if found is not None:
             for document in found[0]:
                 yield Connection.from_document(document)
             return
+        plan = self._plan(filter, now)
         async for document in iterate_newest_first(
             self._connections, plan.queries, not_after=plan.not_after, residual=plan.residual
         ):
             yield Connection.from_document(document)
 
     async def _by_terms(
-        self, filter: ConnectionFilter, plan: _Plan, *, before: ObjectId | None, limit: int | None
+        self,
+        filter: ConnectionFilter,
+        now: datetime | None,
+        *,
+        before: ObjectId | None,
+        limit: int | None,
     ) -> tuple[list[Document], ObjectId | None] | None:
         """A person search through the search terms' index: every connection with a term that
-        begins with the first word typed, then the plan's other filters (the whole text as a
-        substring included), newest first. None when there is no word to look up or the word
-        is too common to read at once (the windows then do it)."""
-        word = lookup_word(filter.person) if filter.person else None
+        begins with the text typed, then the other filters, newest first. None when there is
+        nothing to look up, the terms are not all given yet, or the text is too common to read
+        at once (the windows then do it, with the text as a substring)."""
+        word = lookup_text(filter.person) if filter.person else None
         if word is None or not await self._terms_ready():
             return None
+        plan = self._plan(replace(filter, person=""), now)  # the terms are the person filter
         residual = [plan.residual] if plan.residual else []
         for query in plan.queries:  # the plan's equality lead goes to the residual here
             residual += [{key: value} for key, value in query.items() if key not in TERM_SCOPE]
@@ -432,16 +445,22 @@ class ConnectionSearch:
             summary = stored[unit]
             if summary["total"] <= room:
                 try:
-                    # Read at most twice the limit: a set may grow between two counts.
-                    current[unit] = await self._count(unit, live=True, at_most=2 * LIVE_COUNT_LIMIT)
-                except TooManyToCount:
+                    # A set stored as small is counted in one query; a larger one window by
+                    # window, reading at most twice the limit (it may have grown since).
+                    small = summary["total"] <= ONE_QUERY_COUNT // 2
+                    current[unit] = await self._count(
+                        unit, live=True, at_most=ONE_QUERY_COUNT if small else 2 * LIVE_COUNT_LIMIT
+                    )
+                except (TooManyToCount, PyMongoError):
                     # Grown past what a page may count (an import, say): the stored total is
                     # stale; recount in the background and show the summary until then.
                     self._start(unit, functools.partial(self._recount, unit))
                 else:
                     room -= current[unit]["total"]
                     continue
-            if summary["as_of"] < stale_before:
+            # A recount costs the store about its own duration: at most one in RECOUNT_SHARE.
+            took = timedelta(seconds=float(summary.get("took_s") or 0) * RECOUNT_SHARE)
+            if summary["as_of"] < stale_before - max(timedelta(0), took - SUMMARY_FRESH):
                 self._start(unit, functools.partial(self._recount, unit))
             current[unit] = summary
             as_of = summary["as_of"] if as_of is None else min(as_of, summary["as_of"])
@@ -477,15 +496,29 @@ class ConnectionSearch:
             TooManyToCount: live, and more than `at_most` match (nothing is stored then).
         """
         as_of = datetime.now(UTC)  # everything created before now is in the count
+        started = time.monotonic()
         scope = _scope(unit)
-        by_status = await count_by(
-            self._connections, scope, "status", at_most=at_most if live else None
-        )
+        if live and at_most is not None and at_most <= ONE_QUERY_COUNT:
+            cursor = await self._connections.aggregate(
+                [{"$match": scope}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+            )
+            by_status = {row["_id"]: row["n"] for row in await cursor.to_list()}
+            if sum(by_status.values()) > at_most:
+                raise TooManyToCount
+        else:
+            by_status = await count_by(
+                self._connections, scope, "status", at_most=at_most if live else None
+            )
         counts = _zeros()
         for status, number in by_status.items():
             if status in counts:
                 counts[status] = number
-        summary = {"counts": counts, "total": sum(by_status.values()), "as_of": as_of}
+        summary = {
+            "counts": counts,
+            "total": sum(by_status.values()),
+            "as_of": as_of,
+            "took_s": round(time.monotonic() - started, 3),
+        }
         await self._summaries.replace_one({"_id": unit}, summary, upsert=True)
         return summary
 
