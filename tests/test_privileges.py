@@ -14,7 +14,7 @@ from storage.database import Database, open_database
 from storage.embedded import MEMORY
 from storage.models import Actor
 from storage.outbox import drain_all
-from storage.privileges import PrincipalKind, Privilege
+from storage.privileges import OWNER_PRIVILEGES, PrincipalKind, Privilege
 from tests.conftest import unique_database_name
 
 OPERATOR = Actor.operator("ops")
@@ -135,7 +135,9 @@ async def _check_owner_revoked(mongodb_uri: str, name: str) -> None:
         actions = sorted(e.action for e in await db.audit.recent(limit=20))
         assert actions == ["privileges.granted", "privileges.revoked"]
         [event] = [e for e in await db.audit.recent() if e.action == "privileges.granted"]
-        assert event.details["privileges"] == sorted(p.value for p in ALL)
+        # --all: a tenant's owner; every tenant's data only when named.
+        assert event.details["privileges"] == sorted(p.value for p in OWNER_PRIVILEGES)
+        assert Privilege.ALL_TENANTS.value not in event.details["privileges"]
         await db.client.drop_database(name)
 
 
