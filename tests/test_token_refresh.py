@@ -136,8 +136,8 @@ async def start_worker(setup: Setup, callers: int) -> asyncio.subprocess.Process
         setup.database.db.name,
         "--apps-file",
         str(setup.apps_file),
-        "--key",
-        TEST_TOKEN_KEY,
+        # One argument: a Fernet key may begin with "-", which argparse would take for an option.
+        f"--key={TEST_TOKEN_KEY}",
         "--connection",
         setup.connection.id,
         "--callers",
