@@ -6,8 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from storage.audit_search import AuditSearch
-from storage.connection_search import ConnectionSearch
 
 from connections.service import ConnectionsService
 from console.signin import ConsoleSignIn
@@ -15,6 +13,8 @@ from recipes.model import RecipeBook
 from settings import Settings
 from storage.admin_sessions import AdminSessionStore
 from storage.audit import AuditLog
+from storage.audit_search import AuditSearch
+from storage.connection_search import ConnectionSearch
 from storage.privileges import PrivilegeStore
 from storage.recipe_settings import RecipeSettingsStore
 
