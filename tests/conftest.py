@@ -8,6 +8,7 @@ spoken to over real HTTP; its replies land in a loopback connector that records 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -73,6 +74,19 @@ async def mongodb_uri() -> AsyncIterator[str]:
 
 def unique_database_name() -> str:
     return f"test_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+async def own_store() -> AsyncIterator[EmbeddedMongo]:
+    """A store of this test's own, so stopping it (SIGSTOP) stalls no other test."""
+    store = EmbeddedMongo(command="secantusd-py", storage=MEMORY)
+    await store.__aenter__()
+    try:
+        yield store
+    finally:
+        if store.pid is not None:
+            os.kill(store.pid, signal.SIGCONT)
+        await store.__aexit__(None, None, None)
 
 
 @pytest.fixture

@@ -7,30 +7,14 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 import messages
 from cards import verbs
-from storage.embedded import MEMORY, EmbeddedMongo
+from storage.embedded import EmbeddedMongo
 from tests.conftest import RunningBot, StartBot
 from tests.support import activities
 from tests.support.activities import JANE
 from tests.support.data import runtime
-
-
-@pytest.fixture
-async def own_store() -> AsyncIterator[EmbeddedMongo]:
-    """A store of this test's own, so stopping it stalls no other test."""
-    store = EmbeddedMongo(command="secantusd-py", storage=MEMORY)
-    await store.__aenter__()
-    try:
-        yield store
-    finally:
-        if store.pid is not None:
-            os.kill(store.pid, signal.SIGCONT)
-        await store.__aexit__(None, None, None)
 
 
 async def test_stalled_store_answers_within_five_seconds(

@@ -6,27 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 
-import pytest
-
-from storage.embedded import MEMORY, EmbeddedMongo
+from storage.embedded import EmbeddedMongo
 from storage.privileges import OWNER_PRIVILEGES
 from tests.conftest import StartBot
 from tests.console.support import sign_in, stored_parent, stored_runtime
-
-
-@pytest.fixture
-async def own_store() -> AsyncIterator[EmbeddedMongo]:
-    """A store of this test's own, so stopping it stalls no other test."""
-    store = EmbeddedMongo(command="secantusd-py", storage=MEMORY)
-    await store.__aenter__()
-    try:
-        yield store
-    finally:
-        if store.pid is not None:
-            os.kill(store.pid, signal.SIGCONT)
-        await store.__aexit__(None, None, None)
 
 
 async def test_a_stalled_store_gives_a_friendly_page_in_time(
