@@ -614,3 +614,12 @@ CONSOLE_NEEDS_SIGN_IN = (
     "PUBLIC_BASE_URL/admin/callback)."
 )
 LOG_CONSOLE_STORE_DOWN = "Admin console: the database did not answer (%s)"
+# admin console page titles
+CONSOLE_TITLE_NOT_SET_UP = "The console is not set up"
+CONSOLE_TITLE_LOOPBACK_ONLY = "Only from this machine"
+CONSOLE_TITLE_FORBIDDEN = "You can't do that here"
+CONSOLE_TITLE_BAD_CSRF = "Nothing was changed"
+CONSOLE_TITLE_BAD_INPUT = "That request isn't valid"
+CONSOLE_TITLE_STORE_DOWN = "The database didn't answer"
+CONSOLE_TITLE_SIGNIN_FAILED = "Signing in didn't work"
+CONSOLE_HTTP_TITLES = {404: "Page not found", 405: "Not allowed", 413: "Too much at once"}

@@ -67,11 +67,11 @@ async def console_middleware(request: web.Request, handler: pages.Handler) -> we
         # A bot reachable from elsewhere with no sign-in configured (a managed identity without
         # ADMIN_CLIENT_ID): a loopback-only link would be the one lock, so the console is off.
         response = await _error_page(
-            request, 403, "The console is not set up", messages.CONSOLE_NEEDS_SIGN_IN
+            request, 403, messages.CONSOLE_TITLE_NOT_SET_UP, messages.CONSOLE_NEEDS_SIGN_IN
         )
     elif settings.console_sign_in == "link" and not is_loopback_host(request.remote):
         response = await _error_page(
-            request, 403, "Only from this machine", messages.CONSOLE_LOOPBACK_ONLY
+            request, 403, messages.CONSOLE_TITLE_LOOPBACK_ONLY, messages.CONSOLE_LOOPBACK_ONLY
         )
     else:
         try:
@@ -95,17 +95,19 @@ async def _answer(request: web.Request, handler: pages.Handler) -> web.StreamRes
         return await _error_page(
             request,
             403,
-            "You can't do that here",
+            messages.CONSOLE_TITLE_FORBIDDEN,
             messages.CONSOLE_FORBIDDEN.format(privilege=denied.needed),
         )
     except BadCsrf:
-        return await _error_page(request, 403, "Nothing was changed", messages.CONSOLE_BAD_CSRF)
+        return await _error_page(
+            request, 403, messages.CONSOLE_TITLE_BAD_CSRF, messages.CONSOLE_BAD_CSRF
+        )
     except BadInput as bad:
-        return await _error_page(request, 400, "That request isn't valid", str(bad))
+        return await _error_page(request, 400, messages.CONSOLE_TITLE_BAD_INPUT, str(bad))
     except web.HTTPException as http:
         if http.status < 400:
             raise
-        titles = {404: "Page not found", 405: "Not allowed", 413: "Too much at once"}
+        titles = messages.CONSOLE_HTTP_TITLES
         detail = messages.CONSOLE_NOT_FOUND if http.status == 404 else http.reason
         return await _error_page(
             request,
@@ -118,7 +120,7 @@ async def _answer(request: web.Request, handler: pages.Handler) -> web.StreamRes
         request[ACCESS_KEY] = request.get(ACCESS_KEY)
         log.warning(messages.LOG_CONSOLE_STORE_DOWN, type(error).__name__)
         return await _error_page(
-            request, 503, "The database didn't answer", messages.CONSOLE_STORE_DOWN
+            request, 503, messages.CONSOLE_TITLE_STORE_DOWN, messages.CONSOLE_STORE_DOWN
         )
 
 

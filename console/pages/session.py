@@ -100,7 +100,7 @@ async def _failed(request: web.Request, failed: SignInFailed) -> web.StreamRespo
         "error.html",
         {
             "status": 400,
-            "title": "Signing in didn't work",
+            "title": messages.CONSOLE_TITLE_SIGNIN_FAILED,
             "detail": messages.CONSOLE_SIGNIN_FAILED.format(reason=failed.sentence),
             "retry": "/admin/signin",
         },
