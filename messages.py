@@ -623,3 +623,36 @@ CONSOLE_TITLE_BAD_INPUT = "That request isn't valid"
 CONSOLE_TITLE_STORE_DOWN = "The database didn't answer"
 CONSOLE_TITLE_SIGNIN_FAILED = "Signing in didn't work"
 CONSOLE_HTTP_TITLES = {404: "Page not found", 405: "Not allowed", 413: "Too much at once"}
+
+# The bot's direct reply path (bots/connector.py, bots/bot_token.py).
+LOG_BOT_TOKEN_FAILED = "Could not get the bot's own access token: %s"  # noqa: S105
+LOG_CONNECTOR_RETRY = "Connector at %s answered %s; attempt %d of %d"
+LOG_CONNECTOR_FAILED = "Connector at %s refused an activity: %s"
+
+# --- Several worker processes (serving.py, `python app.py --workers N`) ---------------------
+SETTING_WORKERS_RANGE = "give a whole number of worker processes from 1 to 64"
+WORKERS_OPTION_INVALID = (
+    "--workers {value} is invalid: give a whole number of worker processes from 1 to 64."
+)
+ARGUMENTS_INVALID = "{error} (usage: python app.py [--workers N])."
+WORKER_HANDOFF_INVALID = (
+    "{variable} is set but is not what a supervisor gives its workers: unset it and start again."
+)
+LISTEN_FAILED = "HOST {host} and PORT {port} cannot be listened on: {reason}."
+WORKER_EXIT_STATUS = "exit status {status}"
+WORKER_KILLED_BY = "killed by {signal}"
+LOG_SUPERVISOR_STARTED = "Supervisor process %d: starting %d worker processes for %s:%d"
+LOG_WORKER_SERVES = "Worker %d serves (process %d)"
+LOG_WORKER_NOT_READY = "Worker %d (process %d) did not answer /healthz within %d s; stopping it"
+LOG_WORKER_FAILED_AT_START = "Worker %d (process %d) stopped before serving (%s)"
+LOG_WORKER_EXITED = "Worker %d (process %d) stopped unexpectedly (%s); starting another in %.1f s"
+LOG_WORKERS_ROLLING = "SIGHUP: replacing the %d worker processes one at a time"
+LOG_WORKER_REPLACED = "Worker %d: process %d replaced by process %d"
+LOG_WORKERS_ROLLED = "Every worker process was replaced"
+LOG_WORKERS_ROLL_STOPPED = (
+    "Rolling restart stopped: the new worker %d (process %d) did not serve; process %d keeps "
+    "serving"
+)
+LOG_WORKERS_STOPPING = "Stopping %d worker processes (%s)"
+LOG_WORKER_KILLED = "Worker process %d did not stop within %d s and was killed"
+LOG_WORKERS_STOPPED = "Every worker process stopped"

@@ -77,6 +77,19 @@ class Settings(BaseSettings):
         default=AnyHttpUrl(BOT_FRAMEWORK_OPENID_METADATA_URL),
         validation_alias=AliasChoices("OPENID_METADATA_URL"),
     )
+    bot_token_authority: AnyHttpUrl | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BOT_TOKEN_AUTHORITY"),
+        description=(
+            "OpenID Connect issuer the bot gets its own token from (msal oidc_authority). "
+            "Unset: Entra ID, at botframework.com (MultiTenant) or the app's tenant."
+        ),
+    )
+    bot_token_scope: str = Field(
+        default="https://api.botframework.com/.default",
+        min_length=1,
+        validation_alias=AliasChoices("BOT_TOKEN_SCOPE"),
+    )
     mongodb_uri: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("MONGODB_URI")
     )
@@ -111,6 +124,12 @@ class Settings(BaseSettings):
     )
     signin_sweep_s: float = Field(
         default=30.0, ge=0, le=3600, validation_alias=AliasChoices("SIGNIN_SWEEP_SECONDS")
+    )
+    workers: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices("WORKERS"),
+        description="Processes serving the port (1 to 64); unset: one per usable core with "
+        "authentication on, else 1. `python app.py --workers N` wins over it.",
     )
     allowed_tenant_ids: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(),
@@ -154,6 +173,11 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(messages.SETTING_NOT_A_FILE.format(path=value))
         return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_in_range(cls, value: Any) -> Any:
+        return worker_count(value)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -273,6 +297,15 @@ class Settings(BaseSettings):
         return [key.strip() for key in raw.split(",") if key.strip()]
 
     @property
+    def bot_authority(self) -> str:
+        """Where msal gets the bot's own token (an Entra ID authority, or the issuer in
+        `BOT_TOKEN_AUTHORITY`)."""
+        if self.bot_token_authority is not None:
+            return str(self.bot_token_authority).rstrip("/")
+        tenant = self.app_tenant_id if self.app_type == "SingleTenant" else "botframework.com"
+        return f"https://login.microsoftonline.com/{tenant}"
+
+    @property
     def auth_enabled(self) -> bool:
         """Bot Framework authentication is on exactly when an app id is configured."""
         return self.app_id is not None
@@ -303,6 +336,25 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def worker_count(value: Any) -> int | None:
+    """A number of worker processes, 1 to 64, from WORKERS or `--workers`; blank is unset.
+
+    Raises:
+        ValueError: anything else, with the sentence to show.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise ValueError(messages.SETTING_WORKERS_RANGE)
+    if not 1 <= number <= 64:
+        raise ValueError(messages.SETTING_WORKERS_RANGE)
+    return number
 
 
 def _variable_name(location: str) -> str:

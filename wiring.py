@@ -1,8 +1,9 @@
 """Building the running bot from its settings: the one place where the rooms are put together.
 
 `wired(settings)` opens the database and an HTTP session, builds the services (tokens, sign-in,
-connections, recipes), the Teams surface (its handlers, route table, adapter and sender), starts
-the sweeper, and closes everything in order when the bot stops. `app.py` serves what it yields.
+connections, recipes), the Teams surface (its handlers, route table, authentication, connector
+and sender), starts the sweeper, and closes everything in order when the bot stops. `app.py`
+serves what it yields.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from aiohttp import web
 
 import background
 import messages
-from bots.bot import RuntimeConnectionsBot, on_turn_error
+from bots.auth import ChannelAuthentication
+from bots.bot import RuntimeConnectionsBot
+from bots.bot_token import BotTokens, bot_tokens
 from bots.connections_handlers import ConnectionsHandlers
+from bots.connector import Connector
 from bots.delivery import ProactiveSender
-from bots.endpoint import make_adapter, messages_endpoint
+from bots.endpoint import messages_endpoint
 from bots.recipe_handlers import RecipeHandlers, result_reporter
 from bots.routes import route_table
 from bots.signin_handlers import LoginCardSender, SignInHandlers
@@ -67,6 +71,10 @@ class Wiring:
     book: RecipeBook
     resumer: RunResumer
     proactive: ProactiveSender
+    connector: Connector
+    # The bot's own token source (None with authentication off).
+    bot_tokens: BotTokens | None
+    authentication: ChannelAuthentication
     console: ConsoleParts
     # The POST /api/messages handler.
     receive: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -132,8 +140,10 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
             action_timeout_s=settings.recipe_timeout_s,
         )
         # The Teams surface.
-        adapter = make_adapter(settings, session, on_turn_error)
-        proactive = ProactiveSender(adapter, settings.app_id or "")
+        authentication = ChannelAuthentication(settings, session)
+        own_token = bot_tokens(settings)
+        connector = Connector(session, own_token)
+        proactive = ProactiveSender(connector)
         resumer = RunResumer(
             runner=runner,
             runs=database.recipe_runs,
@@ -206,11 +216,17 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
                 book=book,
                 resumer=resumer,
                 proactive=proactive,
+                connector=connector,
+                bot_tokens=own_token,
+                authentication=authentication,
                 console=console,
-                receive=messages_endpoint(adapter, bot.on_turn),
+                receive=messages_endpoint(authentication, bot.on_turn),
             )
         finally:
             await background.stop(sweeper)
+            await authentication.close()
+            if own_token is not None:
+                await own_token.close()
             await search.close()
             await console.signin.close()
             await recipe_handlers.close()

@@ -1,20 +1,16 @@
-"""Bot Framework authentication for the bot: inbound token checks and cached outbound clients.
+"""Bot Framework authentication of incoming activities.
 
-Inbound: the SDK validates tokens with a blocking `requests.get` of the OpenID metadata inside
-the event loop, answers malformed tokens with exceptions that become 500s, and does not let us
-choose the metadata URL without re-declaring every cloud endpoint. So channel tokens are checked
-here, asynchronously, by the Bot Framework's published rules (issuer api.botframework.com,
-audience = our app id, RS256 signature by a key from the configured OpenID metadata whose
-endorsements include the activity's channel, expiry with five minutes of skew, `serviceurl`
-claim equal to the activity's serviceUrl). Tokens from other issuers (the Emulator, skills) are
-not accepted. Any failure raises `PermissionError` (401).
+Channel tokens are checked here, asynchronously, by the Bot Framework's published rules
+(issuer api.botframework.com, audience = our app id, RS256 signature by a key from the
+configured OpenID metadata whose endorsements include the activity's channel, expiry with five
+minutes of skew, `serviceurl` claim equal to the activity's serviceUrl). Tokens from other
+issuers (the Emulator, skills) are not accepted. Any failure raises `PermissionError` (401).
 
-Outbound: the stock SDK builds a new ConnectorClient and TokenApiClient, with fresh credentials
-and token cache, for every activity, which costs most of a turn's CPU. One client per
-(app id, serviceUrl, audience) and one user token client per app id are kept instead.
+The signing keys are fetched when the bot starts and then refreshed in the background: a turn
+waits for them only when none were ever fetched, or when a token names a key that was not
+published at the last fetch (the Bot Framework rolls its keys).
 
-Secrets leave their `SecretStr` only in `_sdk_configuration`, because the SDK reads plain
-strings (given a SecretStr it would send "**********" as the password).
+With authentication off (local use) no token is read, and replies may only go to this machine.
 """
 
 from __future__ import annotations
@@ -22,27 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
-from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
-from botbuilder.schema import Activity, CallerIdConstants
-from botframework.connector.aio import ConnectorClient
-from botframework.connector.auth import (
-    AuthenticateRequestResult,
-    AuthenticationConstants,
-    BotFrameworkAuthentication,
-    ClaimsIdentity,
-    ConnectorFactory,
-    UserTokenClient,
-)
-from botframework.connector.skills import BotFrameworkClient
 
+import background
 import messages
+from bots.activity import IncomingActivity
 from settings import Settings, is_loopback_host
 
 log = logging.getLogger(__name__)
@@ -51,7 +35,8 @@ CHANNEL_TOKEN_ISSUER = "https://api.botframework.com"  # noqa: S105 - an issuer 
 CLOCK_SKEW_S = 300
 KEYS_MAX_AGE_S = 24 * 3600
 UNKNOWN_KEY_REFRESH_S = 300
-CONNECTOR_CACHE_SIZE = 64
+# A turn waits this long at most for keys being fetched.
+KEYS_WAIT_S = 3.0
 
 
 class SigningKeysUnavailable(RuntimeError):
@@ -63,16 +48,6 @@ class ActivityRefused(Exception):
     identity, or (authentication off) a reply address off this machine."""
 
 
-@dataclass
-class _SdkConfiguration:
-    """The attribute names ConfigurationBotFrameworkAuthentication reads, as plain strings."""
-
-    APP_ID: str
-    APP_PASSWORD: str
-    APP_TYPE: str
-    APP_TENANTID: str
-
-
 def _is_loopback_url(url: str | None) -> bool:
     try:
         parts = urlsplit(url or "")
@@ -81,114 +56,125 @@ def _is_loopback_url(url: str | None) -> bool:
     return parts.scheme in ("http", "https") and is_loopback_host(parts.hostname)
 
 
-def _sdk_configuration(settings: Settings) -> _SdkConfiguration:
-    password = settings.app_password.get_secret_value() if settings.app_password else ""
-    return _SdkConfiguration(
-        APP_ID=settings.app_id or "",
-        APP_PASSWORD=password,
-        APP_TYPE=settings.app_type,
-        APP_TENANTID=settings.app_tenant_id or "",
-    )
-
-
-@dataclass
 class SigningKeys:
-    """The Bot Framework's token signing keys, fetched without blocking and cached.
+    """The Bot Framework's token signing keys, fetched without blocking a turn and cached.
 
-    Refreshed once a day, and at most every five minutes when a token names an unknown key
-    (the Bot Framework rolls its keys).
+    Refreshed in the background once a day; a token naming an unknown key waits for a fetch,
+    at most every five minutes (the Bot Framework rolls its keys).
     """
 
-    metadata_url: str
-    session: aiohttp.ClientSession
-    _keys: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _fetched_at: float = float("-inf")
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    def __init__(self, metadata_url: str, session: aiohttp.ClientSession) -> None:
+        self.metadata_url = metadata_url
+        self._session = session
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._fetched_at = float("-inf")
+        self._fetching: asyncio.Task[None] | None = None
+        # How many times the keys were fetched (tests read it).
+        self.fetches = 0
+
+    def prefetch(self) -> None:
+        """Start fetching now, so that the first turn finds the keys."""
+        self._start_fetch()
 
     async def find(self, key_id: str) -> dict[str, Any] | None:
-        """The JWK with that key id, or None when the issuer does not publish it."""
+        """The JWK with that key id, or None when the issuer does not publish it.
+
+        Raises:
+            SigningKeysUnavailable: no keys were ever fetched and none can be now.
+        """
         age = time.monotonic() - self._fetched_at
-        if age > KEYS_MAX_AGE_S or (key_id not in self._keys and age > UNKNOWN_KEY_REFRESH_S):
-            await self._refresh(self._fetched_at)
+        if key_id in self._keys:
+            if age > KEYS_MAX_AGE_S:
+                self._start_fetch()  # keep serving these meanwhile
+            return self._keys[key_id]
+        if self._keys and age <= UNKNOWN_KEY_REFRESH_S:
+            return None
+        fetch = self._start_fetch()
+        try:
+            async with asyncio.timeout(KEYS_WAIT_S):
+                await asyncio.shield(fetch)
+        except TimeoutError:
+            pass
+        if not self._keys:
+            raise SigningKeysUnavailable(self.metadata_url)
         return self._keys.get(key_id)
 
-    async def _refresh(self, seen_fetch: float) -> None:
-        async with self._lock:
-            if self._fetched_at != seen_fetch:
-                return  # someone else refreshed while we waited
-            try:
-                timeout = aiohttp.ClientTimeout(total=10)
-                async with self.session.get(self.metadata_url, timeout=timeout) as response:
-                    response.raise_for_status()
-                    jwks_uri = (await response.json(content_type=None))["jwks_uri"]
-                async with self.session.get(jwks_uri, timeout=timeout) as response:
-                    response.raise_for_status()
-                    keys = (await response.json(content_type=None))["keys"]
-                self._keys = {key["kid"]: key for key in keys if isinstance(key, dict)}
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
-                log.warning(
-                    messages.LOG_SIGNING_KEYS_UNAVAILABLE, self.metadata_url, type(error).__name__
-                )
-                if not self._keys:
-                    raise SigningKeysUnavailable(self.metadata_url) from None
-                return  # keep serving the keys we have
-            self._fetched_at = time.monotonic()
+    def _start_fetch(self) -> asyncio.Task[None]:
+        if self._fetching is None or self._fetching.done():
+            self._fetching = asyncio.create_task(self._fetch(), name="signing-keys-fetch")
+        return self._fetching
+
+    async def _fetch(self) -> None:
+        self.fetches += 1
+        try:
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with self._session.get(self.metadata_url, timeout=timeout) as response:
+                response.raise_for_status()
+                jwks_uri = (await response.json(content_type=None))["jwks_uri"]
+            async with self._session.get(jwks_uri, timeout=timeout) as response:
+                response.raise_for_status()
+                keys = (await response.json(content_type=None))["keys"]
+            self._keys = {key["kid"]: key for key in keys if isinstance(key, dict)}
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
+            log.warning(
+                messages.LOG_SIGNING_KEYS_UNAVAILABLE, self.metadata_url, type(error).__name__
+            )
+            # Asked again after UNKNOWN_KEY_REFRESH_S (by a token naming a key) at the soonest.
+            if self._keys:
+                self._fetched_at = time.monotonic() - KEYS_MAX_AGE_S + UNKNOWN_KEY_REFRESH_S
+            return
+        self._fetched_at = time.monotonic()
+
+    async def close(self) -> None:
+        await background.stop(self._fetching)
 
 
-class _CachingConnectorFactory(ConnectorFactory):
-    def __init__(self, owner: TeamsBotAuthentication, inner: ConnectorFactory, app_id: str) -> None:
-        self._owner = owner
-        self._inner = inner
-        self._app_id = app_id
-
-    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
-        return await self._owner.connector_client(self._inner, self._app_id, service_url, audience)
-
-
-class TeamsBotAuthentication(BotFrameworkAuthentication):
-    """The BotFrameworkAuthentication handed to CloudAdapter.
+class ChannelAuthentication:
+    """Decides whether an incoming activity is authentic and may be acted on.
 
     Args:
-        settings: the bot's settings (app id, password, type, tenant, OpenID metadata URL).
-        session: a shared aiohttp session used to fetch signing keys.
+        settings: the bot's settings (app id, allowed channels, OpenID metadata URL).
+        session: the shared aiohttp session used to fetch signing keys.
     """
 
     def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
         self._app_id = settings.app_id or ""
         self._auth_enabled = settings.auth_enabled
         self._allowed_channels = settings.allowed_channel_ids
-        self._inner = ConfigurationBotFrameworkAuthentication(_sdk_configuration(settings))
         self._keys = SigningKeys(str(settings.openid_metadata_url), session)
-        self._connectors: OrderedDict[tuple[str, str, str], ConnectorClient] = OrderedDict()
-        self._user_token_clients: dict[str, UserTokenClient] = {}
-        self._creating = asyncio.Lock()
+        if self._auth_enabled:
+            self._keys.prefetch()
 
-    async def authenticate_request(
-        self, activity: Activity, auth_header: str
-    ) -> AuthenticateRequestResult:
+    @property
+    def signing_keys(self) -> SigningKeys:
+        return self._keys
+
+    async def close(self) -> None:
+        await self._keys.close()
+
+    async def authenticate(self, activity: IncomingActivity, auth_header: str) -> None:
+        """Return when the activity may be acted on.
+
+        Raises:
+            PermissionError: the token is missing or not valid for this bot (401).
+            ActivityRefused: an authentic request the bot will not act on (403).
+            SigningKeysUnavailable: no signing keys could be fetched to check it (503).
+        """
         if not self._auth_enabled:
             # Local use: replies go only to this machine, or anyone could make the bot send
-            # requests anywhere (server-side request forgery).
+            # requests anywhere (server-side request forgery). A header is ignored rather than
+            # validated, since that would fetch keys from the internet.
             if not _is_loopback_url(activity.service_url):
                 raise ActivityRefused("serviceUrl is not on this machine")
-            # The SDK grants anonymous claims to a request without a header. A header is
-            # ignored rather than validated, since that would fetch keys from the internet.
-            anonymous = await self._inner.authenticate_request(activity, "")
-            anonymous.connector_factory = self.create_connector_factory(anonymous.claims_identity)
-            return anonymous
-        claims = await self.validate_channel_token(activity, auth_header)
+            return
+        await self.validate_channel_token(activity, auth_header)
         if activity.channel_id not in self._allowed_channels:
             # A valid token for Direct Line or Web Chat proves nothing about a Teams user's ids.
             raise ActivityRefused("channel not trusted to assert identity")
-        identity = ClaimsIdentity(claims, True)
-        result = AuthenticateRequestResult()
-        result.claims_identity = identity
-        result.audience = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
-        result.caller_id = CallerIdConstants.public_azure_channel
-        result.connector_factory = self.create_connector_factory(identity)
-        return result
 
-    async def validate_channel_token(self, activity: Activity, auth_header: str) -> dict[str, Any]:
+    async def validate_channel_token(
+        self, activity: IncomingActivity, auth_header: str
+    ) -> dict[str, Any]:
         """The claims of a valid channel token for this activity.
 
         Raises:
@@ -229,52 +215,3 @@ class TeamsBotAuthentication(BotFrameworkAuthentication):
         if claims.get("serviceurl") != activity.service_url:
             raise PermissionError("serviceurl claim does not match the activity")
         return claims
-
-    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
-        inner = self._inner.create_connector_factory(claims_identity)
-        app_id = (
-            claims_identity.get_claim_value(AuthenticationConstants.AUDIENCE_CLAIM)
-            or claims_identity.get_claim_value(AuthenticationConstants.APP_ID_CLAIM)
-            or ""
-        )
-        return _CachingConnectorFactory(self, inner, app_id)
-
-    async def connector_client(
-        self, inner: ConnectorFactory, app_id: str, service_url: str, audience: str | None
-    ) -> ConnectorClient:
-        """One ConnectorClient per (app id, serviceUrl, audience), least recently used dropped."""
-        key = (app_id, service_url, audience or "")
-        client = self._connectors.get(key)
-        if client is None:
-            async with self._creating:
-                client = self._connectors.get(key)
-                if client is None:
-                    client = await inner.create(service_url, audience)
-                    self._connectors[key] = client
-                    while len(self._connectors) > CONNECTOR_CACHE_SIZE:
-                        self._connectors.popitem(last=False)
-        self._connectors.move_to_end(key)
-        return client
-
-    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
-        app_id = claims_identity.get_claim_value(AuthenticationConstants.AUDIENCE_CLAIM) or ""
-        client = self._user_token_clients.get(app_id)
-        if client is None:
-            client = await self._inner.create_user_token_client(claims_identity)
-            self._user_token_clients[app_id] = client
-        return client
-
-    def create_bot_framework_client(self) -> BotFrameworkClient:
-        return self._inner.create_bot_framework_client()
-
-    def get_originating_audience(self) -> str:
-        return self._inner.get_originating_audience()
-
-    async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
-        # Only used by skills, which this bot does not host.
-        raise PermissionError("channel requests are not accepted")
-
-    async def authenticate_streaming_request(
-        self, auth_header: str, channel_id_header: str
-    ) -> AuthenticateRequestResult:
-        raise PermissionError("streaming requests are not accepted")

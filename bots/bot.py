@@ -1,23 +1,21 @@
-"""The turn entry: the Bot Framework activity handler, from an SDK turn to the route table.
+"""The turn entry: from an incoming activity to the route table, and the invoke's answer.
 
 It checks the tenant, bounds the turn's time, makes the project's `Turn` (bots/delivery.py) and
 finds the handler in the route table (bots/routes.py): messages to command words and text
 matchers, card actions to verbs, other invokes by name. Every invoke is answered here with a
-200 (Teams shows "Unable to reach app" for a 501), and the `adaptiveCard/action` response is an
-msrest model, which is what the adapter can serialize.
+200 (Teams shows "Unable to reach app" for a 501); the `adaptiveCard/action` answer is built as
+the JSON Teams reads. Other activity types are acknowledged and otherwise ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from botbuilder.core import ActivityHandler, TurnContext
-from botbuilder.schema import Activity, ActivityTypes, InvokeResponse
-from msrest.serialization import Model
-
 import messages
+from bots.activity import IncomingActivity
 from bots.delivery import ProactiveSender, turn_of
 from bots.identity import command_text, mentions_bot, tenant_id_of
 from bots.routes import Routes
@@ -29,6 +27,8 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
+MESSAGE = "message"
+INVOKE = "invoke"
 # How long a turn may take before the person is told to try again (Teams waits about 15 s for
 # an invoke; the store and providers are given a few seconds, the reply the rest).
 TURN_BUDGET_S = 4.0
@@ -41,32 +41,21 @@ MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 MAX_TEXT_CHARS = 4000
 
 
-class CardActionResponse(Model):
-    """The `adaptiveCard/action` response body. The SDK's AdaptiveCardInvokeResponse types
-    `value` as a dict, which cannot carry the text of a message response."""
+@dataclass(frozen=True)
+class InvokeAnswer:
+    """The HTTP answer to an invoke: its status and JSON body (None: no body)."""
 
-    _attribute_map = {  # noqa: RUF012 - msrest reads this class attribute
-        "status_code": {"key": "statusCode", "type": "int"},
-        "type": {"key": "type", "type": "str"},
-        "value": {"key": "value", "type": "object"},
-    }
-
-    def __init__(self, *, status_code: int, type: str, value: Any) -> None:
-        super().__init__()
-        self.status_code = status_code
-        self.type = type
-        self.value = value
+    status: int = 200
+    body: dict[str, Any] | None = None
 
 
-def card_action_response(reply: dict[str, Any] | str) -> InvokeResponse:
-    """The invoke response that replaces the card (a card) or shows a short message (a str)."""
+def card_action_response(reply: dict[str, Any] | str) -> InvokeAnswer:
+    """The invoke answer that replaces the card (a card) or shows a short message (a str)."""
     content_type = MESSAGE_CONTENT_TYPE if isinstance(reply, str) else ADAPTIVE_CARD_CONTENT_TYPE
-    return InvokeResponse(
-        status=200, body=CardActionResponse(status_code=200, type=content_type, value=reply)
-    )
+    return InvokeAnswer(body={"statusCode": 200, "type": content_type, "value": reply})
 
 
-def _action_of(activity: Activity) -> tuple[str, dict[str, Any]]:
+def _action_of(activity: IncomingActivity) -> tuple[str, dict[str, Any]]:
     """The verb and data of an `adaptiveCard/action` invoke; ("", {}) when malformed."""
     value = activity.value if isinstance(activity.value, dict) else {}
     action = value.get("action") if isinstance(value.get("action"), dict) else {}
@@ -75,53 +64,50 @@ def _action_of(activity: Activity) -> tuple[str, dict[str, Any]]:
     return (verb if isinstance(verb, str) else "", data if isinstance(data, dict) else {})
 
 
-class RuntimeConnectionsBot(ActivityHandler):
+class RuntimeConnectionsBot:
     def __init__(self, *, settings: Settings, routes: Routes, proactive: ProactiveSender) -> None:
         self._settings = settings
         self._routes = routes
         self._proactive = proactive
 
-    async def on_turn(self, turn_context: TurnContext) -> None:
-        activity = turn_context.activity
+    async def on_turn(self, activity: IncomingActivity) -> InvokeAnswer | None:
+        """Handle one authenticated activity; an invoke's answer is returned, not sent."""
+        turn = turn_of(activity, self._proactive)
         if not self._settings.tenant_allowed(tenant_id_of(activity)):
             log.info(messages.LOG_TENANT_REFUSED)
-            await self._refuse(turn_context)
-            return
+            if activity.type == MESSAGE:
+                await tell_briefly(turn, messages.TENANT_NOT_ALLOWED)
+            return self._answer(activity, messages.TENANT_NOT_ALLOWED)
         try:
             # A stalled store or provider must not hold a turn past Teams' patience.
             async with asyncio.timeout(TURN_BUDGET_S):
-                await super().on_turn(turn_context)
+                if activity.type == MESSAGE:
+                    await self.on_message(activity, turn)
+                    return None
+                if activity.type == INVOKE:
+                    return await self.on_invoke(activity, turn)
+                return None
         except TimeoutError:
             log.warning(messages.LOG_TURN_OVER_BUDGET, activity.type, TURN_BUDGET_S)
-            await self._try_again(turn_context)
+        except Exception as error:  # the last resort: log without payloads, say so
+            log.error(messages.LOG_TURN_ERROR, activity.type, exc_info=error)
+        if activity.type == MESSAGE:
+            await tell_briefly(turn, messages.TURN_FAILED)
+        return self._answer(activity, messages.TURN_FAILED)
 
-    async def _try_again(self, context: TurnContext) -> None:
-        activity = context.activity
-        if activity.type == ActivityTypes.invoke:
-            # The invoke's answer is the HTTP response itself: nothing is sent elsewhere.
-            await self._send_invoke_response(context, card_action_response(messages.TURN_FAILED))
-        elif activity.type == ActivityTypes.message:
-            await tell_briefly(context, messages.TURN_FAILED)
+    @staticmethod
+    def _answer(activity: IncomingActivity, text: str) -> InvokeAnswer | None:
+        # An invoke's answer is the HTTP response itself: nothing is sent elsewhere.
+        return card_action_response(text) if activity.type == INVOKE else None
 
-    async def _refuse(self, context: TurnContext) -> None:
-        activity = context.activity
-        if activity.type == ActivityTypes.message:
-            await context.send_activity(messages.TENANT_NOT_ALLOWED)
-        elif activity.type == ActivityTypes.invoke:
-            await self._send_invoke_response(
-                context, card_action_response(messages.TENANT_NOT_ALLOWED)
-            )
-
-    async def on_message_activity(self, turn_context: TurnContext) -> None:
-        activity = turn_context.activity
-        turn = turn_of(turn_context, self._proactive)
+    async def on_message(self, activity: IncomingActivity, turn: Turn) -> None:
         value = activity.value
         if isinstance(value, dict) and isinstance(value.get(VERB_KEY), str):
             await self._card_submit(turn, value)
             return
         if not turn.personal and not mentions_bot(activity):
             return  # in a team or group chat, only messages that @mention the bot are for it
-        length = len(activity.text) if isinstance(activity.text, str) else 0
+        length = len(activity.text or "")
         if length > MAX_TEXT_CHARS:
             log.info(messages.LOG_MESSAGE_TOO_LONG, length, MAX_TEXT_CHARS)
             await turn.send_text(messages.MESSAGE_TOO_LONG.format(limit=MAX_TEXT_CHARS))
@@ -152,47 +138,35 @@ class RuntimeConnectionsBot(ActivityHandler):
         else:
             await turn.send_card(reply)
 
-    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
-        activity = turn_context.activity
+    async def on_invoke(self, activity: IncomingActivity, turn: Turn) -> InvokeAnswer:
         if activity.name != ADAPTIVE_CARD_ACTION:
-            invoke_handler = self._routes.match_invoke(activity.name or "")
+            invoke_handler = self._routes.match_invoke(activity.name)
             if invoke_handler is None:
-                log.info(messages.LOG_UNKNOWN_INVOKE, (activity.name or "")[:64])
-                return InvokeResponse(status=200)
+                log.info(messages.LOG_UNKNOWN_INVOKE, activity.name[:64])
+                return InvokeAnswer()
             try:
-                await invoke_handler(turn_of(turn_context, self._proactive), activity.value)
+                await invoke_handler(turn, activity.value)
             except Exception:
                 log.exception(messages.LOG_TURN_ERROR, activity.type)
-            return InvokeResponse(status=200)
+            return InvokeAnswer()
         verb, data = _action_of(activity)
         handler = self._routes.match_verb(verb)
         if handler is None:
             log.info(messages.LOG_UNKNOWN_VERB, verb[:64])
             return card_action_response(messages.CARD_ACTION_UNKNOWN)
         try:
-            reply = await handler(turn_of(turn_context, self._proactive), data)
+            reply = await handler(turn, data)
         except Exception:
             log.exception(messages.LOG_TURN_ERROR, activity.type)
             return card_action_response(messages.TURN_FAILED)
         return card_action_response(reply)
 
-    @staticmethod
-    async def _send_invoke_response(context: TurnContext, response: InvokeResponse) -> None:
-        await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
 
-
-async def tell_briefly(context: TurnContext, text: str) -> None:
+async def tell_briefly(turn: Turn, text: str) -> None:
     """Tell the person `text`, giving up after TELL_BUDGET_S: the reply path itself may be what
     failed (a connector that refuses or hangs), and its retries must not hold the request."""
     try:
         async with asyncio.timeout(TELL_BUDGET_S):
-            await context.send_activity(text)
+            await turn.send_text(text)
     except Exception:  # TimeoutError included: the turn is over either way
         log.warning(messages.LOG_COULD_NOT_TELL, exc_info=True)
-
-
-async def on_turn_error(context: TurnContext, error: Exception) -> None:
-    """The adapter's last resort: log without payloads and tell the person something went wrong."""
-    log.error(messages.LOG_TURN_ERROR, context.activity.type, exc_info=error)
-    if context.activity.type == ActivityTypes.message:
-        await tell_briefly(context, messages.TURN_FAILED)

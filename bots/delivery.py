@@ -1,110 +1,120 @@
-"""Delivering replies through the Bot Framework SDK: the one place that sends anything.
+"""Delivering replies: the one place that sends anything into a Teams conversation.
 
 `TeamsReplies` is the `Replies` (bots/turn.py) of one turn: into its conversation, privately
 into the person's 1:1 chat, or later, once the turn is over. `ProactiveSender` posts into a
 conversation known only by its stored reference (a resumed recipe run). Both turn the
-project's replies (a sentence, an Adaptive Card, another attachment) into SDK activities here
-and nowhere else, so a faster reply path or the SDK's successor changes this module only.
+project's replies (a sentence, an Adaptive Card, another attachment) into the Bot Framework's
+activity JSON here and nowhere else, and post it through the connector (bots/connector.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-
-from botbuilder.core import BotAdapter, CardFactory, MessageFactory, TurnContext
-from botbuilder.schema import (
-    Activity,
-    ChannelAccount,
-    ConversationParameters,
-    ConversationReference,
-)
-from botbuilder.schema import Attachment as SdkAttachment
-from botframework.connector.models import ErrorResponseException
-from msrest.exceptions import ClientRequestError, HttpOperationError
+from typing import Any
 
 import messages
+from bots.activity import Account, IncomingActivity
+from bots.connector import Connector, ConnectorError
 from bots.identity import is_personal, owner_of, tenant_id_of
 from bots.turn import Attachment, ConversationRef, Reply, Turn
+from cards.adaptive import ADAPTIVE_CARD_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
+Json = dict[str, Any]
 
-def activity_of(reply: Reply) -> Activity:
-    """The SDK activity for a reply: a sentence, an Adaptive Card, or another attachment."""
+# Replies are answered to in the thread of these activities (others start a new message).
+_REPLIED_TO = frozenset({"message", "invoke"})
+
+
+def activity_json(reply: Reply) -> Json:
+    """The message activity for a reply: a sentence, an Adaptive Card, or another attachment."""
     if isinstance(reply, str):
-        return MessageFactory.text(reply)
+        return {"type": "message", "text": reply, "inputHint": "acceptingInput"}
     if isinstance(reply, Attachment):
-        return MessageFactory.attachment(
-            SdkAttachment(content_type=reply.content_type, content=reply.content)
-        )
-    return MessageFactory.attachment(CardFactory.adaptive_card(reply))
+        attachment = {"contentType": reply.content_type, "content": reply.content}
+    else:
+        attachment = {"contentType": ADAPTIVE_CARD_CONTENT_TYPE, "content": reply}
+    return {
+        "type": "message",
+        "attachmentLayout": "list",
+        "attachments": [attachment],
+        "inputHint": "acceptingInput",
+    }
 
 
-def reference_of(context: TurnContext) -> ConversationRef:
-    """The serialized reference of the turn's conversation (stored with runs and sign-ins)."""
-    return TurnContext.get_conversation_reference(context.activity).serialize()
+def addressed(body: Json, reference: ConversationRef, reply_to_id: str = "") -> Json:
+    """`body` from the bot to the reference's user, in its conversation (as the connector
+    expects every activity to say)."""
+    body["channelId"] = reference.get("channelId", "")
+    body["serviceUrl"] = reference.get("serviceUrl", "")
+    body["conversation"] = reference.get("conversation", {})
+    body["from"] = reference.get("bot", {})
+    body["recipient"] = reference.get("user", {})
+    if reference.get("locale"):
+        body["locale"] = reference["locale"]
+    if reply_to_id:
+        body["replyToId"] = reply_to_id
+    return body
 
 
-def turn_of(context: TurnContext, proactive: ProactiveSender) -> Turn:
-    """The project's view of an SDK turn."""
-    activity = context.activity
-    sender = activity.from_property
+def turn_of(activity: IncomingActivity, proactive: ProactiveSender) -> Turn:
+    """The project's view of an activity."""
     return Turn(
         owner=owner_of(activity),
         personal=is_personal(activity),
-        person_name=name.strip() if isinstance(name := getattr(sender, "name", None), str) else "",
-        activity_key=f"{getattr(activity.conversation, 'id', '')}|{activity.id}",
-        replies=TeamsReplies(context, proactive),
+        person_name=activity.sender.name.strip(),
+        activity_key=f"{activity.conversation.id}|{activity.id}",
+        replies=TeamsReplies(activity, proactive),
     )
 
 
 class ProactiveSender:
-    """Posts into conversations outside of a turn (continue_conversation)."""
+    """Posts into conversations, in a turn or outside of one, through the connector."""
 
-    def __init__(self, adapter: BotAdapter, bot_app_id: str) -> None:
-        self.adapter = adapter
-        self.bot_app_id = bot_app_id
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
 
-    async def post(self, reference: ConversationRef, reply: Reply) -> None:
-        """Post `reply` into the conversation `reference` names."""
+    async def post(self, reference: ConversationRef, reply: Reply, reply_to_id: str = "") -> None:
+        """Post `reply` into the conversation `reference` names.
 
-        async def send(context: TurnContext) -> None:
-            await context.send_activity(activity_of(reply))
-
-        conversation = ConversationReference().deserialize(reference)
-        await self.adapter.continue_conversation(conversation, send, self.bot_app_id)
+        Raises:
+            ConnectorError: the connector refused it or did not answer.
+        """
+        conversation = reference.get("conversation")
+        conversation_id = conversation.get("id") if isinstance(conversation, dict) else None
+        service_url = reference.get("serviceUrl")
+        if not isinstance(conversation_id, str) or not isinstance(service_url, str):
+            raise ConnectorError(None, "the reference names no conversation")
+        body = addressed(activity_json(reply), reference, reply_to_id)
+        await self.connector.send(service_url, conversation_id, body, reply_to_id)
 
     async def continue_as(
         self,
         reference: ConversationRef,
-        person: ChannelAccount | None,
+        person: Account | None,
         work: Callable[[Turn], Awaitable[None]],
     ) -> None:
         """Run `work` with a turn in the conversation `reference`, on behalf of `person` (a
         proactive turn has no sender of its own; a private chat needs to know who asked)."""
-
-        async def run(context: TurnContext) -> None:
-            if person is not None:
-                context.activity.from_property = person
-            await work(turn_of(context, self))
-
-        conversation = ConversationReference().deserialize(reference)
-        await self.adapter.continue_conversation(conversation, run, self.bot_app_id)
+        await work(turn_of(IncomingActivity.continuing(reference, person), self))
 
 
 class TeamsReplies:
     """Replies of one Teams turn."""
 
-    def __init__(self, context: TurnContext, proactive: ProactiveSender) -> None:
-        self._context = context
+    def __init__(self, activity: IncomingActivity, proactive: ProactiveSender) -> None:
+        self._activity = activity
         self._proactive = proactive
 
     def reference(self) -> ConversationRef:
-        return reference_of(self._context)
+        return self._activity.reference()
 
     async def send(self, reply: Reply) -> None:
-        await self._context.send_activity(activity_of(reply))
+        activity = self._activity
+        reply_to = activity.id if activity.type in _REPLIED_TO else ""
+        await self._proactive.post(activity.reference(), reply, reply_to)
 
     async def send_privately(self, build: Callable[[ConversationRef], Awaitable[Reply]]) -> bool:
         """Open (or reuse) the sender's 1:1 chat and post what `build` makes for that chat
@@ -114,37 +124,44 @@ class TeamsReplies:
             False when Teams refuses, typically because the app is not installed for that
             person.
         """
-        activity = self._context.activity
+        activity = self._activity
         tenant_id = tenant_id_of(activity)
-        sender = activity.from_property
-        parameters = ConversationParameters(
-            is_group=False,
-            bot=activity.recipient,
-            members=[ChannelAccount(id=sender.id, aad_object_id=sender.aad_object_id)],
-            tenant_id=tenant_id or None,
-            channel_data={"tenant": {"id": tenant_id}} if tenant_id else None,
-        )
-
-        async def post(private: TurnContext) -> None:
-            await private.send_activity(activity_of(await build(reference_of(private))))
-
+        member: Json = {"id": activity.sender.id}
+        if activity.sender.aad_object_id:
+            member["aadObjectId"] = activity.sender.aad_object_id
+        parameters: Json = {
+            "isGroup": False,
+            "bot": activity.recipient.as_json(),
+            "members": [member],
+        }
+        if tenant_id:
+            parameters["tenantId"] = tenant_id
+            parameters["channelData"] = {"tenant": {"id": tenant_id}}
+        connector = self._proactive.connector
         try:
-            await self._context.adapter.create_conversation(
-                self._proactive.bot_app_id,
-                post,
-                parameters,
-                activity.channel_id,
-                activity.service_url,
-                None,
-            )
-        except (ErrorResponseException, HttpOperationError, ClientRequestError) as error:
-            log.info(messages.LOG_PRIVATE_CHAT_FAILED, type(error).__name__)
+            created = await connector.create_conversation(activity.service_url, parameters)
+            conversation_id = created.get("id")
+            if not isinstance(conversation_id, str) or not conversation_id:
+                raise ConnectorError(None, "no conversation id in the answer")
+            conversation: Json = {
+                "id": conversation_id,
+                "isGroup": False,
+                "conversationType": "personal",
+            }
+            if tenant_id:
+                conversation["tenantId"] = tenant_id
+            private: ConversationRef = {
+                **activity.reference(),
+                "activityId": str(created.get("activityId") or ""),
+                "conversation": conversation,
+            }
+            await self._proactive.post(private, await build(private))
+        except ConnectorError as error:
+            log.info(messages.LOG_PRIVATE_CHAT_FAILED, error.status or "no answer")
             return False
         return True
 
     async def continue_later(self, work: Callable[[Turn], Awaitable[None]]) -> None:
-        """Run `work` in this conversation after the turn has ended (its context is gone by
-        then), on behalf of the same person."""
-        await self._proactive.continue_as(
-            self.reference(), self._context.activity.from_property, work
-        )
+        """Run `work` in this conversation after the turn has ended, on behalf of the same
+        person."""
+        await self._proactive.continue_as(self.reference(), self._activity.sender, work)

@@ -1,8 +1,8 @@
-"""`POST /api/messages`: checks the HTTP input, then hands the activity to the adapter.
+"""`POST /api/messages`: checks the HTTP input, authenticates it, and hands it to the bot.
 
-The SDK's own `CloudAdapter.process` answers a non-JSON body, a JSON array or a bad token with a
-500; here malformed input gets 400/415 with a short message, a bad or missing token 401, and an
-invoke is never answered with 501.
+Malformed input gets 400/415 with a short message, a bad or missing token 401, an authentic
+activity the bot will not act on 403, and an invoke is always answered (never with a 501).
+The body is parsed once, into the few fields the bot reads (bots/activity.py).
 
 Hostile bodies are stopped here, before anything else reads them: a body over
 `MAX_BODY_BYTES` (413), JSON nested deeper than `MAX_NESTING` (400, whether or not it would
@@ -21,17 +21,12 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
-from botbuilder.core import TurnContext
-from botbuilder.integration.aiohttp import CloudAdapter
-from botbuilder.schema import Activity, ActivityTypes
-from msrest.exceptions import DeserializationError
-from msrest.serialization import Model
 
 import messages
-from bots.auth import ActivityRefused, SigningKeysUnavailable, TeamsBotAuthentication
-from settings import Settings
+from bots.activity import IncomingActivity
+from bots.auth import ActivityRefused, ChannelAuthentication, SigningKeysUnavailable
+from bots.bot import InvokeAnswer
 
 log = logging.getLogger(__name__)
 
@@ -181,19 +176,18 @@ def _invalid_field(body: dict[str, Any]) -> str | None:
     return None
 
 
-def make_adapter(
-    settings: Settings,
-    session: aiohttp.ClientSession,
-    on_turn_error: Callable[[TurnContext, Exception], Awaitable[None]],
-) -> CloudAdapter:
-    """The Bot Framework adapter, authenticating with this bot's registration (bots/auth.py)."""
-    adapter = CloudAdapter(TeamsBotAuthentication(settings, session))
-    adapter.on_turn_error = on_turn_error
-    return adapter
+def _entities_well_formed(entities: Any) -> bool:
+    """Entities are absent, or a list of objects (a null among them is skipped)."""
+    if entities is None:
+        return True
+    return isinstance(entities, list) and all(
+        item is None or isinstance(item, dict) for item in entities
+    )
 
 
 def messages_endpoint(
-    adapter: CloudAdapter, logic: Callable[[TurnContext], Awaitable[None]]
+    authentication: ChannelAuthentication,
+    on_turn: Callable[[IncomingActivity], Awaitable[InvokeAnswer | None]],
 ) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         # The body is read (up to the limit) even when it will be refused, so that a body that
@@ -227,15 +221,11 @@ def messages_endpoint(
         invalid = _invalid_field(body)
         if invalid:
             return _problem(400, messages.HTTP_INVALID_FIELD.format(field=invalid))
-        try:
-            activity = Activity().deserialize(body)
-        except (DeserializationError, ValueError, TypeError, AttributeError):
+        if not _entities_well_formed(body.get("entities")):
             return _problem(400, messages.HTTP_NOT_AN_ACTIVITY)
-
+        activity = IncomingActivity.from_json(body)
         try:
-            response = await adapter.process_activity(
-                request.headers.get("Authorization", ""), activity, logic
-            )
+            await authentication.authenticate(activity, request.headers.get("Authorization", ""))
         except PermissionError as error:
             log.info(messages.LOG_REJECTED_TOKEN, error)
             return _problem(401, messages.HTTP_UNAUTHORIZED)
@@ -245,16 +235,15 @@ def messages_endpoint(
         except SigningKeysUnavailable:
             return _problem(503, messages.HTTP_AUTH_UNAVAILABLE)
 
-        if response is None:
+        answer = await on_turn(activity)
+        if answer is None:
             return web.Response(status=200)
-        status = response.status or 200
-        if activity.type == ActivityTypes.invoke and status == 501:
-            status = 200  # an unanswered invoke: Teams shows an error for 501
-        payload = response.body
-        if isinstance(payload, Model):
-            payload = payload.serialize()
-        if payload is None:
-            return web.Response(status=status)
-        return web.json_response(payload, status=status)
+        if answer.body is None:
+            return web.Response(status=answer.status)
+        return web.Response(
+            status=answer.status,
+            body=json.dumps(answer.body, ensure_ascii=False).encode(),
+            content_type="application/json",
+        )
 
     return handle

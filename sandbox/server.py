@@ -3,7 +3,8 @@
 Endpoints (all paths are fixed; the base URL is wherever the app is served):
 
 - `GET /oauth/authorize` consent page, `POST /oauth/authorize` the decision;
-- `POST /oauth/token` (authorization_code with PKCE S256, refresh_token with rotation);
+- `POST /oauth/token` (authorization_code with PKCE S256, refresh_token with rotation,
+  client_credentials for an app's own token);
 - `POST /oauth/revoke` (RFC 7009), `GET|POST /oauth/userinfo` (Bearer);
 - `POST /api/opportunities` (Bearer) and `GET /api/opportunities` (no authentication);
 - `GET /api/opportunities/<id>/summary` (Bearer): one opportunity; `GET /api/summary` (Bearer):
@@ -79,6 +80,7 @@ STAT_KEYS: tuple[str, ...] = (
     "authorize.decision",
     "token.authorization_code",
     "token.refresh_token",
+    "token.client_credentials",
     "token.other",
     "revoke",
     "userinfo",
@@ -216,7 +218,7 @@ class Client(ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in ("authorization_code", "refresh_token")
+        return grant_type in ("authorization_code", "refresh_token", "client_credentials")
 
 
 @dataclass(eq=False)
@@ -449,6 +451,13 @@ def _state_of(server: Any) -> SandboxState:
     return cast(_SandboxAuthorizationServer, server).sandbox
 
 
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """Authlib's client credentials grant, with the client's registered authentication method
+    (Authlib's default accepts only client_secret_basic; msal posts the secret)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)  # noqa: RUF012 (Authlib's class attribute)
+
+
 class RequiredS256CodeChallenge(CodeChallenge):
     """PKCE that is really required, and S256 only.
 
@@ -640,6 +649,8 @@ def create_app(config: SandboxConfig) -> Flask:
         )
     server.register_grant(AuthorizationCodeGrant, code_extensions)
     server.register_grant(RefreshTokenGrant)
+    # An app's own token (the bot's token for the Bot Framework connector, in Entra ID's place).
+    server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(SandboxRevocationEndpoint)
 
     protector = ResourceProtector()
@@ -732,7 +743,8 @@ def create_app(config: SandboxConfig) -> Flask:
     @app.post("/oauth/token")
     def token() -> Response:
         grant_type = request.form.get("grant_type")
-        key = f"token.{grant_type}" if grant_type in ("authorization_code", "refresh_token") else ""
+        known = ("authorization_code", "refresh_token", "client_credentials")
+        key = f"token.{grant_type}" if grant_type in known else ""
         state.count(key or "token.other")
         if down := unavailable():
             return down
@@ -829,7 +841,7 @@ def create_app(config: SandboxConfig) -> Flask:
             scopes_supported=server.scopes_supported,
             response_types_supported=["code"],
             response_modes_supported=["query"],
-            grant_types_supported=["authorization_code", "refresh_token"],
+            grant_types_supported=["authorization_code", "refresh_token", "client_credentials"],
             token_endpoint_auth_methods_supported=methods,
             revocation_endpoint_auth_methods_supported=methods,
             code_challenge_methods_supported=["S256"],
@@ -861,16 +873,23 @@ def create_app(config: SandboxConfig) -> Flask:
 def _token_saver(state: SandboxState) -> Callable[[dict[str, Any], OAuth2Request], None]:
     def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         parent = request.authorization_code or request.refresh_token
+        client = cast(Client, request.client)
+        if parent is None:  # client credentials: the app acts as itself, a grant of its own
+            user = SandboxUser(f"app-{client.client_id}", client.client_id, client.config.name, "")
+            grant_id = uuid.uuid4().hex
+        else:
+            user = cast(SandboxUser, request.user)
+            grant_id = cast(AuthorizationCode | Token, parent).grant_id
         state.save_token(
             Token(
                 access_token=token["access_token"],
                 refresh_token=token.get("refresh_token"),
-                client=cast(Client, request.client),
-                user=cast(SandboxUser, request.user),
+                client=client,
+                user=user,
                 scope=token.get("scope", ""),
                 issued_at=time.time(),
                 expires_in=int(token["expires_in"]),
-                grant_id=cast(AuthorizationCode | Token, parent).grant_id,
+                grant_id=grant_id,
             )
         )
 

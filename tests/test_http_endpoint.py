@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -219,6 +220,29 @@ async def test_signing_keys_are_fetched_once_not_per_request(
         )
         assert status == 200
     assert signing_keys.requests == 2
+
+
+async def test_old_signing_keys_are_refreshed_without_holding_a_turn(
+    secured_bot: RunningBot, signing_keys: SigningKeyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the cached keys are due for a refresh, turns keep being checked with them while the
+    refresh runs in the background, even when the key endpoint stalls."""
+    token = signing_keys.token(audience=APP_ID, service_url=secured_bot.service_url)
+    headers = {"Authorization": f"Bearer {token}"}
+    status, _ = await secured_bot.post(unknown_invoke(secured_bot), headers=headers)
+    assert status == 200
+    assert signing_keys.requests == 2
+
+    monkeypatch.setattr("bots.auth.KEYS_MAX_AGE_S", 0)  # every key is due for a refresh
+    signing_keys.stalled = asyncio.Event()
+    try:
+        async with asyncio.timeout(2):  # a stalled fetch would take the whole 3 s wait or more
+            for _ in range(5):
+                status, _ = await secured_bot.post(unknown_invoke(secured_bot), headers=headers)
+                assert status == 200
+        assert signing_keys.requests == 3  # one background fetch, started once, still stalled
+    finally:
+        signing_keys.stalled.set()
 
 
 async def test_auth_off_without_app_id_is_logged_once(

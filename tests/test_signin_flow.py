@@ -20,13 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from botbuilder.core import TurnContext
-from botbuilder.schema import Activity
 from cryptography.fernet import Fernet
 
 import messages
 from admin.cli import main
 from app import WIRING_KEY
+from bots.activity import IncomingActivity
 from bots.delivery import turn_of
 from cards import verbs
 from oauth.signin import hash_state
@@ -460,17 +459,12 @@ async def test_login_card_from_a_channel_goes_to_the_personal_chat(world: World)
     """Asked for from a channel, the Login card goes to the 1:1 chat; the channel gets a notice
     without any link."""
     app = world.bot.client.server.app
-    activity = Activity().deserialize(
+    activity = IncomingActivity.from_json(
         activities.message(JANE, world.bot.service_url, "x", kind="channel", conversation_id="19:c")
     )
-
     wiring = app[WIRING_KEY]
-
-    async def send_login_card(context: TurnContext) -> None:
-        turn = turn_of(context, wiring.proactive)
-        await wiring.login_cards.send(turn, owner=owner(JANE), parent=world.parent)
-
-    await wiring.proactive.adapter.process_activity("", activity, send_login_card)
+    turn = turn_of(activity, wiring.proactive)
+    await wiring.login_cards.send(turn, owner=owner(JANE), parent=world.parent)
 
     [private] = world.bot.connector.in_conversation(f"a:private-{JANE.teams_id}")
     [attachment] = private.activity["attachments"]

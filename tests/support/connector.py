@@ -1,7 +1,10 @@
 """A Bot Framework connector on loopback, speaking the REST shape the bot's replies use.
 
-It records every activity the bot sends and can refuse to open a 1:1 chat with chosen users,
-the way Teams does when the app is not installed for them.
+It records every activity the bot sends (with the address it was posted to and the request's
+Authorization header), can refuse to open a 1:1 chat with chosen users, the way Teams does when
+the app is not installed for them, and can answer the next posts with chosen failures
+(`faults`: a status and headers, e.g. 429 with `Retry-After`), the way a throttling or failing
+connector does.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ class Sent:
     method: str
     conversation_id: str
     activity: dict[str, Any]
+    # The activity id in the URL (`.../activities/{id}`: a reply to it), "" when none.
+    reply_to_id: str = ""
+    authorization: str = ""
 
     @property
     def text(self) -> str:
@@ -39,6 +45,10 @@ class ConnectorServer:
     sent: list[Sent] = field(default_factory=list)
     created_conversations: list[dict[str, Any]] = field(default_factory=list)
     uninstalled_users: set[str] = field(default_factory=set)
+    # Answers for the next activity posts, in order, instead of accepting them.
+    faults: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    # Every POST that reached it (activities and conversations), failed ones included.
+    attempts: int = 0
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _server: TestServer | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -83,7 +93,19 @@ class ConnectorServer:
 
     async def _send(self, request: web.Request) -> web.Response:
         activity = await request.json()
-        self.sent.append(Sent("POST", request.match_info["conversation"], activity))
+        self.attempts += 1
+        if self.faults:
+            status, headers = self.faults.pop(0)
+            return web.json_response({"error": {"code": "Fault"}}, status=status, headers=headers)
+        self.sent.append(
+            Sent(
+                "POST",
+                request.match_info["conversation"],
+                activity,
+                request.match_info.get("activity", ""),
+                request.headers.get("Authorization", ""),
+            )
+        )
         self._arrived.set()
         return web.json_response({"id": f"activity-{next(self._ids)}"})
 
@@ -94,6 +116,7 @@ class ConnectorServer:
 
     async def _create_conversation(self, request: web.Request) -> web.Response:
         parameters = await request.json()
+        self.attempts += 1
         member_ids = [member.get("id") for member in parameters.get("members") or []]
         if any(member in self.uninstalled_users for member in member_ids):
             return web.json_response(

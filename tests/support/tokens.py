@@ -5,6 +5,7 @@ Lets the tests check inbound authentication offline: the bot's OpenID metadata U
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ class SigningKeyServer:
     endorsements: list[str] = field(default_factory=lambda: ["msteams"])
     private_key: rsa.RSAPrivateKey = field(default_factory=_new_key)
     requests: int = 0
+    # When set, requests wait until it is set again (a key endpoint that stalls).
+    stalled: asyncio.Event | None = None
     _server: TestServer | None = None
 
     @property
@@ -49,6 +52,8 @@ class SigningKeyServer:
 
     async def _metadata(self, request: web.Request) -> web.Response:
         self.requests += 1
+        if self.stalled is not None:
+            await self.stalled.wait()
         assert self._server is not None
         return web.json_response(
             {"issuer": ISSUER, "jwks_uri": str(self._server.make_url("/v1/keys"))}
