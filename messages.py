@@ -628,6 +628,7 @@ CONSOLE_HTTP_TITLES = {404: "Page not found", 405: "Not allowed", 413: "Too much
 LOG_BOT_TOKEN_FAILED = "Could not get the bot's own access token: %s"  # noqa: S105
 LOG_CONNECTOR_RETRY = "Connector at %s answered %s; attempt %d of %d"
 LOG_CONNECTOR_FAILED = "Connector at %s refused an activity: %s"
+LOG_TURN_REPLY_FAILED = "A reply in a turn (activity type %s) could not be delivered: %s"
 
 # --- Several worker processes (serving.py, `python app.py --workers N`) ---------------------
 SETTING_WORKERS_RANGE = "give a whole number of worker processes from 1 to 64"

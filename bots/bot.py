@@ -16,6 +16,7 @@ from typing import Any
 
 import messages
 from bots.activity import IncomingActivity
+from bots.connector import ConnectorError
 from bots.delivery import ProactiveSender, turn_of
 from bots.identity import command_text, mentions_bot, tenant_id_of
 from bots.routes import Routes
@@ -89,6 +90,8 @@ class RuntimeConnectionsBot:
                 return None
         except TimeoutError:
             log.warning(messages.LOG_TURN_OVER_BUDGET, activity.type, TURN_BUDGET_S)
+        except ConnectorError as error:  # expected: the connector logged its host and status
+            log.warning(messages.LOG_TURN_REPLY_FAILED, activity.type, error.status or "none")
         except Exception as error:  # the last resort: log without payloads, say so
             log.error(messages.LOG_TURN_ERROR, activity.type, exc_info=error)
         if activity.type == MESSAGE:
@@ -146,6 +149,8 @@ class RuntimeConnectionsBot:
                 return InvokeAnswer()
             try:
                 await invoke_handler(turn, activity.value)
+            except ConnectorError as error:
+                log.warning(messages.LOG_TURN_REPLY_FAILED, activity.type, error.status or "none")
             except Exception:
                 log.exception(messages.LOG_TURN_ERROR, activity.type)
             return InvokeAnswer()
@@ -156,6 +161,9 @@ class RuntimeConnectionsBot:
             return card_action_response(messages.CARD_ACTION_UNKNOWN)
         try:
             reply = await handler(turn, data)
+        except ConnectorError as error:
+            log.warning(messages.LOG_TURN_REPLY_FAILED, activity.type, error.status or "none")
+            return card_action_response(messages.TURN_FAILED)
         except Exception:
             log.exception(messages.LOG_TURN_ERROR, activity.type)
             return card_action_response(messages.TURN_FAILED)
@@ -168,5 +176,7 @@ async def tell_briefly(turn: Turn, text: str) -> None:
     try:
         async with asyncio.timeout(TELL_BUDGET_S):
             await turn.send_text(text)
-    except Exception:  # TimeoutError included: the turn is over either way
+    except (ConnectorError, TimeoutError):  # said by the connector's log, or plainly late
+        log.warning(messages.LOG_COULD_NOT_TELL)
+    except Exception:  # the turn is over either way
         log.warning(messages.LOG_COULD_NOT_TELL, exc_info=True)

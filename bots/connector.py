@@ -135,12 +135,13 @@ class Connector:
                         raise ConnectorError(status, response.reason or "")
                     wait = _retry_after_s(response.headers.get("Retry-After"), attempt)
                     outcome: str | int = status
+                    reason = response.reason or str(status)
             except (aiohttp.ClientError, TimeoutError) as error:
-                outcome = type(error).__name__
+                outcome = reason = type(error).__name__
                 wait = _retry_after_s(None, attempt)
             if last:
                 log.warning(messages.LOG_CONNECTOR_FAILED, _host(url), outcome)
-                raise ConnectorError(outcome if isinstance(outcome, int) else None, str(outcome))
+                raise ConnectorError(outcome if isinstance(outcome, int) else None, reason)
             log.info(messages.LOG_CONNECTOR_RETRY, _host(url), outcome, attempt + 1, self._attempts)
             self.retries += 1
             await asyncio.sleep(wait)
