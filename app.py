@@ -3,27 +3,32 @@
 `create_app(settings)` builds the aiohttp application; the running bot (wiring.py: database,
 services, the Teams surface) is built in a cleanup context when the app starts and closed when
 it stops.
-Run `python app.py` to serve the bot on http://localhost:3978/api/messages.
+Run `python app.py` to serve the bot on http://localhost:3978/api/messages;
+`python app.py --workers N` (or WORKERS=N) serves it from N processes (serving.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import NoReturn
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 import background
 import messages
+import serving
 from console.parts import CONSOLE_KEY
 from console.web import console_app
 from oauth.pages import sign_in_routes
 from oauth.signin import SignInService
-from settings import Settings, SettingsError, load_settings
+from settings import Settings, SettingsError, load_settings, worker_count
 from storage.database import Database
 from wiring import START_ERRORS, Wiring, wired
 
@@ -98,10 +103,15 @@ async def _post_messages(request: web.Request) -> web.StreamResponse:
 
 async def _healthz(request: web.Request) -> web.Response:
     """The process is alive, and so is its embedded store (or one is coming back)."""
+    # Which process answered: with several workers on one port, tests and the supervisor
+    # (serving.py) tell them apart by it.
+    headers = {"X-Process-Id": str(os.getpid())}
     lost = request.app[DATABASE_KEY].store_lost()
     if lost is not None:
-        return web.json_response({"status": "store lost", "reason": lost}, status=503)
-    return web.json_response({"status": "alive"})
+        return web.json_response(
+            {"status": "store lost", "reason": lost}, status=503, headers=headers
+        )
+    return web.json_response({"status": "alive"}, headers=headers)
 
 
 async def _readyz(request: web.Request) -> web.Response:
@@ -129,27 +139,80 @@ async def _to_console(request: web.Request) -> web.Response:
     return web.Response(status=308, headers={"Location": "/admin/"})
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(level: str, *, with_process_id: bool = False) -> None:
+    process = " [%(process)d]" if with_process_id else ""
+    logging.basicConfig(
+        level=level, format=f"%(asctime)s %(levelname)s{process} %(name)s: %(message)s"
+    )
 
 
-def main() -> int:
+class _ArgumentError(Exception):
+    """A command line argparse refused; the message is its reason."""
+
+
+class _Arguments(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(message)
+
+
+def _workers_option(argv: Sequence[str] | None) -> int | None:
+    """`--workers N` from the command line, if given.
+
+    Raises:
+        SettingsError: a bad command line or value, as one sentence.
+    """
+    parser = _Arguments(prog="python app.py", description="Serve the bot.")
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        help="processes serving the port, 1 to 64 (default: WORKERS, else one per usable core "
+        "with authentication on, 1 locally)",
+    )
     try:
+        options = parser.parse_args(argv)
+    except _ArgumentError as error:
+        raise SettingsError(messages.ARGUMENTS_INVALID.format(error=error)) from None
+    if options.workers is None:
+        return None
+    try:
+        workers = worker_count(options.workers)
+    except ValueError:
+        workers = None
+    if workers is None:
+        raise SettingsError(messages.WORKERS_OPTION_INVALID.format(value=options.workers))
+    return workers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        # Set only in a worker process that serving.py's supervisor started.
+        handoff = serving.take_worker_handoff()
+        workers_option = _workers_option(argv)
         settings = load_settings()
-    except SettingsError as error:
+    except (SettingsError, serving.ServingError) as error:
         print(messages.START_FAILED.format(error=error), file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
-    log.info(messages.LOG_LISTENING, settings.host, settings.port)
+    workers = workers_option or settings.workers or serving.default_workers(settings)
+    configure_logging(settings.log_level, with_process_id=handoff is not None or workers > 1)
     try:
-        web.run_app(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            access_log_class=PathOnlyAccessLogger,
-            print=None,
-        )
-    except START_ERRORS as error:
+        if handoff is not None:
+            serving.run_worker(create_app(settings), handoff, access_log_class=PathOnlyAccessLogger)
+        elif workers > 1:
+            return serving.run_supervisor(
+                settings,
+                workers=workers,
+                worker_command=[sys.executable, os.path.abspath(__file__)],
+            )
+        else:
+            log.info(messages.LOG_LISTENING, settings.host, settings.port)
+            web.run_app(
+                create_app(settings),
+                host=settings.host,
+                port=settings.port,
+                access_log_class=PathOnlyAccessLogger,
+                print=None,
+            )
+    except (*START_ERRORS, serving.ServingError) as error:
         print(messages.START_FAILED.format(error=error), file=sys.stderr)
         return 2
     return 0

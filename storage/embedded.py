@@ -185,7 +185,7 @@ def _prctl() -> Callable[..., int] | None:
     return prctl
 
 
-def _die_with_this_process() -> Callable[[], None] | None:
+def die_with_this_process() -> Callable[[], None] | None:
     """A `preexec_fn` making the child receive SIGTERM when this process dies (Linux only)."""
     prctl = _prctl()
     if prctl is None:
@@ -343,7 +343,7 @@ class EmbeddedMongo:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=output,
                 stderr=output,
-                preexec_fn=_die_with_this_process(),  # safe here: see the module docstring
+                preexec_fn=die_with_this_process(),  # safe here: see the module docstring
                 # Its own session: Ctrl-C in a terminal reaches the owner only, which then
                 # stops the server in order instead of racing it.
                 start_new_session=True,

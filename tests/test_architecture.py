@@ -5,8 +5,9 @@ Each top-level room may import only the rooms listed for it below; the Bot Frame
 Framework's wire format is spoken behind two doors of the project's own, the incoming one
 (bots/endpoint.py, bots/auth.py, bots/activity.py, bots/bot.py, bots/identity.py) and the
 outgoing one (bots/delivery.py, bots/connector.py, bots/bot_token.py). The SDK stays the
-reference the tests check that wire format against, and the benchmark's baseline. Read with `ast`, so a new import anywhere (inside a function too)
-that breaks the rule fails here, naming the file, the line and the rule.
+reference the tests check that wire format against, and the benchmark's baseline. Read with
+`ast`, so a new import anywhere (inside a function too) that breaks the rule fails here, naming
+the file, the line and the rule.
 """
 
 from __future__ import annotations
