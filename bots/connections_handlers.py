@@ -7,7 +7,7 @@ who pressed the button, on their own connections, and only in their 1:1 chat.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from cards.adaptive import Card
 from cards.connections import confirm_delete, connections_picklist
 from cards.help import help_card
 from connections.service import ChangeReport, ChangeResult, ConnectionsService
+from connections.views import ConnectionView
 from storage.models import Owner
 
 VerbReply = Card | str
@@ -98,9 +99,14 @@ class ConnectionsHandlers:
                 turn, page=page_of(data), problem=messages.CHOOSE_A_CONNECTION
             )
         outcome = await action(turn.owner, chosen)
+        # The updated list comes with the outcome when the action read it (no second read).
         if outcome.result is ChangeResult.NOT_FOUND:
-            return await self._picklist(turn, page=page_of(data), problem=outcome.message)
-        return await self._picklist(turn, page=page_of(data), result=outcome.message)
+            return await self._picklist(
+                turn, page=page_of(data), problem=outcome.message, views=outcome.views
+            )
+        return await self._picklist(
+            turn, page=page_of(data), result=outcome.message, views=outcome.views
+        )
 
     async def _picklist(
         self,
@@ -109,8 +115,10 @@ class ConnectionsHandlers:
         page: int = 0,
         result: str | None = None,
         problem: str | None = None,
+        views: Sequence[ConnectionView] | None = None,
     ) -> Card:
-        views = await self.service.list_views(turn.owner)
+        if views is None:
+            views = await self.service.list_views(turn.owner)
         return connections_picklist(views, page=page, result=result, problem=problem)
 
     @staticmethod

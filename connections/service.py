@@ -7,9 +7,10 @@ into cards or lines; `view_of` makes a card's view of a stored record.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from bson import ObjectId
 
@@ -60,6 +61,8 @@ class ChangeReport:
 
     result: ChangeResult
     message: str
+    # The person's connections after the action, when it read them (the answer's list).
+    views: tuple[ConnectionView, ...] | None = None
 
 
 class Reconnect(StrEnum):
@@ -123,36 +126,47 @@ class ConnectionsService:
         return ReconnectPlan(Reconnect.READY, view.label, view.app_name, parent)
 
     async def disconnect(self, owner: Owner, connection_id: str) -> ChangeReport:
-        """Sign the person out of one connection, keeping the record as Disconnected."""
-        change, previous = await self.store.disconnect(
+        """Sign the person out of one connection, keeping the record as Disconnected.
+
+        The store reads the person's list once and changes the record once, with its audit
+        event in the same update; the event reaches the audit log, and the tokens are revoked,
+        just after the answer. The report carries the
+        list as it is after the change, so the answer needs no other read.
+        """
+        done = await self.store.disconnect_listed(
             connection_id=connection_id, owner=owner, actor=Actor.person(owner)
         )
-        if change is Change.NOT_FOUND:
-            return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
-        if change is Change.UNCHANGED or previous is None:
-            # A retried press: say what is true, and finish anything a crash left behind.
-            await self._settle(connection_id)
-            current = await self.store.get_for_owner(connection_id=connection_id, owner=owner)
+        views = tuple(view_of(c, self.names) for c in done.connections)
+        if done.change is Change.NOT_FOUND:
+            return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND, views)
+        # A retried press also finishes anything a crash left behind.
+        await self._settle(connection_id, done.events)
+        if done.change is Change.UNCHANGED or done.previous is None:
+            current = done.listed(connection_id)
             label = view_of(current, self.names).label if current else ""
             return ChangeReport(
-                ChangeResult.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label)
+                ChangeResult.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label), views
             )
-        await self._settle(connection_id)
-        label = view_of(previous, self.names).label
-        return ChangeReport(ChangeResult.DONE, messages.DISCONNECTED.format(label=label))
+        label = view_of(done.previous, self.names).label
+        return ChangeReport(ChangeResult.DONE, messages.DISCONNECTED.format(label=label), views)
 
     async def delete(self, owner: Owner, connection_id: str) -> ChangeReport:
-        """Remove one of the person's connections; they sign in again the next time."""
-        deleted = await self.store.delete_for_owner(connection_id=connection_id, owner=owner)
-        if deleted is None:
-            if await self.store.was_deleted_for_owner(connection_id=connection_id, owner=owner):
-                await self._settle(connection_id)
-                return ChangeReport(ChangeResult.NO_CHANGE, messages.ALREADY_DELETED)
-            return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND)
-        await self._settle(connection_id)
-        return ChangeReport(
-            ChangeResult.DONE, messages.DELETED.format(label=view_of(deleted, self.names).label)
+        """Remove one of the person's connections; they sign in again the next time.
+
+        Read and changed like `disconnect`; a retried Delete (the record still a tombstone) is
+        told it was deleted.
+        """
+        done = await self.store.delete_listed(
+            connection_id=connection_id, owner=owner, actor=Actor.person(owner)
         )
+        views = tuple(view_of(c, self.names) for c in done.connections)
+        if done.change is Change.NOT_FOUND:
+            return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND, views)
+        await self._settle(connection_id, done.events)
+        if done.change is Change.UNCHANGED or done.previous is None:
+            return ChangeReport(ChangeResult.NO_CHANGE, messages.ALREADY_DELETED, views)
+        label = view_of(done.previous, self.names).label
+        return ChangeReport(ChangeResult.DONE, messages.DELETED.format(label=label), views)
 
     # --- The operator's command line -----------------------------------------------------------
 
@@ -321,8 +335,16 @@ class ConnectionsService:
         await self._settle(connection_id)
         return ChangeResult.DONE, deleted
 
-    async def _settle(self, connection_id: str) -> None:
+    async def _settle(self, connection_id: str, events: Sequence[Any] | None = None) -> None:
+        """Leave writing the change's audit events to the audit log, revocation, emptying the
+        outbox and purging a tombstone to after the answer.
+
+        A change given with its `events` (a person's own, in a chat turn) is answered before
+        its events reach the audit log: they are already stored with the change, in the same
+        update, so nothing is lost if the process dies now, and the turn costs one database
+        round trip less. Other changes write their events before answering."""
         if self.settler is None:
             return
-        await self.settler.record_events(connection_id)
+        if events is None:
+            await self.settler.record_events(connection_id)
         self.settler.settle_later(connection_id)

@@ -16,6 +16,8 @@ Its methods are listed, with what each does, in `storage.protocols.ConnectionRec
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -74,6 +76,28 @@ class Change(StrEnum):
     CHANGED = "changed"
     UNCHANGED = "unchanged"  # the record was already in the wanted state
     NOT_FOUND = "not_found"  # no such record for this person
+
+
+@dataclass(frozen=True)
+class ListedChange:
+    """What a person's Disconnect or Delete did, with their list as it stands after it.
+
+    Read and written in two commands: one `find` of the person's records, one conditional
+    `update_one` (none when there is nothing to change).
+    """
+
+    change: Change
+    # The record as it was (tokens included), only to the call that changed it.
+    previous: Connection | None = None
+    # The person's runtime connections after the change, in list order.
+    connections: list[Connection] = field(default_factory=list)
+    # Audit events on the record's outbox: the one written with the change, or, when nothing
+    # changed, those a crash left to record.
+    events: list[Document] = field(default_factory=list)
+
+    def listed(self, connection_id: str) -> Connection | None:
+        """The listed connection with that id (after the change), or None."""
+        return next((c for c in self.connections if c.id == connection_id), None)
 
 
 def _object_id(connection_id: str) -> ObjectId | None:
@@ -507,11 +531,7 @@ class ConnectionStore:
         cursor = self._connections.find(
             {"kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
         )
-        connections = [Connection.from_document(document) async for document in cursor]
-        return sorted(
-            connections,
-            key=lambda c: (c.provider, c.account_label.casefold(), c.created_at, c.id),
-        )
+        return _in_list_order([Connection.from_document(document) async for document in cursor])
 
     async def list_all(self, *, kind: ConnectionKind | None = None) -> list[Connection]:
         query: Document = {"kind": kind.value} if kind else {"kind": {"$in": list(LIVE_KINDS)}}
@@ -545,25 +565,100 @@ class ConnectionStore:
                 return Change.NOT_FOUND, None
             if document["status"] == ConnectionStatus.DISCONNECTED.value:
                 return Change.UNCHANGED, None
-            previous = Connection.from_document(document)
-            now = datetime.now(UTC)
-            event = AuditLog.event(actor=actor, action=CONNECTION_DISCONNECTED, connection=previous)
+            changes, _ = _disconnecting(document, actor, datetime.now(UTC))
             result = await self._connections.update_one(
                 {**scope, "version": document.get("version", 1), "status": document["status"]},
-                {
-                    "$set": {
-                        "status": ConnectionStatus.DISCONNECTED.value,
-                        "tokens": None,
-                        "refresh_lease_until": None,
-                        "updated_at": now,
-                        **_revocation(document, actor, now),
-                    },
-                    "$inc": {"version": 1},
-                    **push(event),
-                },
+                changes,
             )
             if result.modified_count == 1:
-                return Change.CHANGED, previous
+                return Change.CHANGED, Connection.from_document(document)
+        raise ConcurrentChange(connection_id)
+
+    async def disconnect_listed(
+        self, *, connection_id: str, owner: Owner, actor: Actor
+    ) -> ListedChange:
+        """`disconnect` for the person's own list: their records read once (the list, the
+        ownership check and the record as it was, in one `find`), then one conditional update
+        (status, tokens moved to a pending revocation, the audit event). A retry is UNCHANGED.
+        """
+        return await self._change_listed(
+            connection_id,
+            owner,
+            actor,
+            done=lambda document: document["status"] == ConnectionStatus.DISCONNECTED.value,
+            change=_disconnecting,
+        )
+
+    async def delete_listed(
+        self, *, connection_id: str, owner: Owner, actor: Actor
+    ) -> ListedChange:
+        """`delete_for_owner` for the person's own list, read once with their tombstones (so a
+        retried Delete is UNCHANGED, not NOT_FOUND), then one conditional update that makes the
+        record a tombstone with its audit event and pending revocation."""
+        return await self._change_listed(
+            connection_id,
+            owner,
+            actor,
+            done=lambda document: document["kind"] == ConnectionKind.DELETED.value,
+            change=_tombstoning,
+            with_tombstones=True,
+        )
+
+    async def _change_listed(
+        self,
+        connection_id: str,
+        owner: Owner,
+        actor: Actor,
+        *,
+        done: Callable[[Document], bool],
+        change: Callable[[Document, Actor, datetime], tuple[Document, Document]],
+        with_tombstones: bool = False,
+    ) -> ListedChange:
+        """Read the person's records (one `find` on the `by_owner` index), then change the
+        chosen one with one `update_one` conditional on its owner and on its version, so a
+        concurrent change makes it read again and only one caller gets CHANGED."""
+        object_id = _object_id(connection_id)
+        kinds = [ConnectionKind.RUNTIME.value]
+        if with_tombstones:
+            kinds.append(ConnectionKind.DELETED.value)
+        for _ in range(_CAS_ATTEMPTS):
+            cursor = self._connections.find({"kind": {"$in": kinds}, **_owner_filter(owner)})
+            documents = [document async for document in cursor]
+            connections = _in_list_order(
+                [
+                    Connection.from_document(document)
+                    for document in documents
+                    if document["kind"] == ConnectionKind.RUNTIME.value
+                ]
+            )
+            chosen = next((d for d in documents if d["_id"] == object_id), None)
+            if object_id is None or chosen is None:
+                return ListedChange(Change.NOT_FOUND, connections=connections)
+            if done(chosen):
+                return ListedChange(
+                    Change.UNCHANGED, connections=connections, events=chosen.get(OUTBOX) or []
+                )
+            changes, event = change(chosen, actor, datetime.now(UTC))
+            result = await self._connections.update_one(
+                {
+                    "_id": object_id,
+                    "kind": chosen["kind"],
+                    **_owner_filter(owner),
+                    "version": chosen.get("version", 1),
+                },
+                changes,
+            )
+            if result.modified_count != 1:
+                continue  # changed meanwhile: read again
+            previous = Connection.from_document(chosen)
+            others = [c for c in connections if c.id != previous.id]
+            after = _applied(chosen, changes)
+            return ListedChange(
+                Change.CHANGED,
+                previous=previous,
+                connections=_in_list_order(others if after is None else [*others, after]),
+                events=[event],
+            )
         raise ConcurrentChange(connection_id)
 
     async def delete_for_owner(
@@ -575,18 +670,6 @@ class ConnectionStore:
             return None
         scope = {"_id": object_id, "kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
         return await self._tombstone(scope, actor or Actor.person(owner))
-
-    async def was_deleted_for_owner(self, *, connection_id: str, owner: Owner) -> bool:
-        """True while the person's deleted connection is still being settled (a retried Delete
-        is then told what happened, not "not found")."""
-        object_id = _object_id(connection_id)
-        if object_id is None:
-            return False
-        found = await self._connections.find_one(
-            {"_id": object_id, "kind": ConnectionKind.DELETED.value, **_owner_filter(owner)},
-            projection={"_id": 1},
-        )
-        return found is not None
 
     async def delete(
         self,
@@ -612,30 +695,17 @@ class ConnectionStore:
             document = await self._connections.find_one(scope)
             if document is None:
                 return None
-            previous = Connection.from_document(document)
-            now = datetime.now(UTC)
-            event = AuditLog.event(actor=actor, action=CONNECTION_DELETED, connection=previous)
+            changes, _ = _tombstoning(document, actor, datetime.now(UTC))
             result = await self._connections.update_one(
                 {
                     "_id": document["_id"],
                     "kind": document["kind"],
                     "version": document.get("version", 1),
                 },
-                {
-                    "$set": {
-                        "kind": ConnectionKind.DELETED.value,
-                        "deleted_kind": document["kind"],
-                        "deleted_at": now,
-                        "tokens": None,
-                        "refresh_lease_until": None,
-                        **_revocation(document, actor, now),
-                    },
-                    "$inc": {"version": 1},
-                    **push(event),
-                },
+                changes,
             )
             if result.modified_count == 1:
-                return previous
+                return Connection.from_document(document)
         raise ConcurrentChange(str(scope.get("_id")))
 
     # --- settling: revocations, events and tombstones (connections/settle.py) -------------
@@ -677,6 +747,67 @@ class ConnectionStore:
     @property
     def collection(self) -> AsyncCollection[Document]:
         return self._connections
+
+
+def _disconnecting(document: Document, actor: Actor, now: datetime) -> tuple[Document, Document]:
+    """The update that disconnects a record (status, tokens moved to a pending revocation, its
+    audit event on the outbox), and that event."""
+    event = AuditLog.event(
+        actor=actor, action=CONNECTION_DISCONNECTED, connection=Connection.from_document(document)
+    )
+    changes = {
+        "$set": {
+            "status": ConnectionStatus.DISCONNECTED.value,
+            "tokens": None,
+            "refresh_lease_until": None,
+            "updated_at": now,
+            **_revocation(document, actor, now),
+        },
+        "$inc": {"version": 1},
+        **push(event),
+    }
+    return changes, event
+
+
+def _tombstoning(document: Document, actor: Actor, now: datetime) -> tuple[Document, Document]:
+    """The update that makes a record a tombstone (invisible at once, tokens kept only for
+    their revocation, its audit event on the outbox), and that event."""
+    event = AuditLog.event(
+        actor=actor, action=CONNECTION_DELETED, connection=Connection.from_document(document)
+    )
+    changes = {
+        "$set": {
+            "kind": ConnectionKind.DELETED.value,
+            "deleted_kind": document["kind"],
+            "deleted_at": now,
+            "tokens": None,
+            "refresh_lease_until": None,
+            **_revocation(document, actor, now),
+        },
+        "$inc": {"version": 1},
+        **push(event),
+    }
+    return changes, event
+
+
+def _in_list_order(connections: list[Connection]) -> list[Connection]:
+    """A person's connections as their list shows them: by app, then account, then age."""
+    return sorted(
+        connections, key=lambda c: (c.provider, c.account_label.casefold(), c.created_at, c.id)
+    )
+
+
+def _applied(document: Document, changes: Document) -> Connection | None:
+    """The runtime connection as `changes` (a `$set` and `$inc`) leave it; None when they make
+    it something else (a tombstone)."""
+    after = {**document, **changes.get("$set", {})}
+    for name, step in changes.get("$inc", {}).items():
+        after[name] = after.get(name, 0) + step
+    if after["kind"] != ConnectionKind.RUNTIME.value:
+        return None
+    after.pop(OUTBOX, None)
+    after.pop(REVOCATION, None)
+    return Connection.from_document(after)
 
 
 def _revocation(document: Document, actor: Actor, now: datetime) -> Document:

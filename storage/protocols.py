@@ -16,7 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from storage.admin_sessions import ABSOLUTE, IDLE, Administrator, AdminSession
 from storage.admin_signins import PendingSignIn
-from storage.connections import Change
+from storage.connections import Change, ListedChange
 from storage.login_states import LoginState, VoidReason
 from storage.models import (
     Actor,
@@ -161,16 +161,24 @@ class ConnectionRecords(Protocol):
         """
         ...
 
+    async def disconnect_listed(
+        self, *, connection_id: str, owner: Owner, actor: Actor
+    ) -> ListedChange:
+        """`disconnect` for the person's own list, in one `find` (the list, the ownership check,
+        the record as it was) and one conditional update; returns the list after it."""
+        ...
+
+    async def delete_listed(
+        self, *, connection_id: str, owner: Owner, actor: Actor
+    ) -> ListedChange:
+        """`delete_for_owner` for the person's own list, in one `find` (with their tombstones:
+        a retried Delete is UNCHANGED) and one conditional update; returns the list after it."""
+        ...
+
     async def delete_for_owner(
         self, *, connection_id: str, owner: Owner, actor: Actor | None = None
     ) -> Connection | None:
         """Remove the person's runtime connection; returns it only to the call that removed it."""
-        ...
-
-    async def was_deleted_for_owner(self, *, connection_id: str, owner: Owner) -> bool:
-        """True while the person's deleted connection is still being settled (a retried Delete is
-        then told what happened, not "not found").
-        """
         ...
 
     async def delete(

@@ -20,6 +20,7 @@ from tests.support import activities
 from tests.support.activities import JANE, OMAR
 from tests.support.card_schema import assert_valid_card
 from tests.support.data import runtime
+from tests.support.waiting import audited
 
 CARD = "application/vnd.microsoft.card.adaptive"
 
@@ -77,8 +78,10 @@ async def test_disconnect_keeps_record_drops_tokens_and_audits(bot: RunningBot) 
     stored = await bot.database.connections.get(box.id)
     assert stored is not None and stored.status.value == "disconnected"
     assert stored.tokens is None
+    # The event is stored on the record with the answer and reaches the log just after.
+    await audited(bot.database)
     events = await bot.database.audit.for_connection(box.id)
-    assert [e.action for e in events][:1] == ["connection.disconnected"]  # with the answer
+    assert [e.action for e in events][:1] == ["connection.disconnected"]
     # Box is not configured in this bot, so its tokens cannot be revoked: that is recorded,
     # after the answer.
     events = await audit_events(bot, box.id, count=2)
@@ -94,6 +97,7 @@ async def test_disconnect_twice_is_idempotent(bot: RunningBot) -> None:
     card = await press(bot, JANE, verbs.DISCONNECT, {"connection_id": box.id})
 
     assert messages.ALREADY_DISCONNECTED.format(label="Box (jane@contoso.com)") in texts(card)
+    await audited(bot.database)  # every event of both presses is in the log: then count them
     assert len(await bot.database.audit.for_connection(box.id)) == 1
 
 
@@ -113,6 +117,7 @@ async def test_delete_asks_for_confirmation_then_removes(bot: RunningBot) -> Non
     assert choices(card) == ["Salesforce — jane@sf.example (Connected)"]
     assert await bot.database.connections.get(box.id) is None
     assert await bot.database.connections.get(salesforce.id) is not None
+    await audited(bot.database)
     [event] = await bot.database.audit.for_connection(box.id)
     assert event.action == "connection.deleted"
 
@@ -125,6 +130,7 @@ async def test_confirm_twice_is_idempotent(bot: RunningBot) -> None:
     card = await press(bot, JANE, verbs.CONFIRM_DELETE, {"connection_id": box.id})
 
     assert messages.ALREADY_DELETED in texts(card)
+    await audited(bot.database)  # every event of both presses is in the log: then count them
     assert len(await bot.database.audit.for_connection(box.id)) == 1
 
 
@@ -152,6 +158,7 @@ async def test_someone_elses_connection_is_untouchable(bot: RunningBot, verb: st
     assert "omar@contoso.com" not in str(card)
     stored = await bot.database.connections.get(omars.id)
     assert stored is not None and stored.status.value == "connected"
+    await audited(bot.database)  # nothing on its way to the log either
     assert await bot.database.audit.for_connection(omars.id) == []
 
 
@@ -180,6 +187,7 @@ async def test_missing_or_malformed_selection_changes_nothing(
     assert problem
     stored = await bot.database.connections.get(box.id)
     assert stored is not None and stored.status.value == "connected"
+    await audited(bot.database)  # nothing on its way to the log either
     assert await bot.database.audit.recent() == []
 
 
@@ -285,6 +293,7 @@ async def test_concurrent_disconnect_and_delete_leave_a_consistent_record(
             press(bot, JANE, verbs.CONFIRM_DELETE, {"connection_id": box.id}),
         )
         assert await bot.database.connections.get(box.id) is None
+        await audited(bot.database)  # all three presses' events are in the log: count them
         events = [e.action for e in await bot.database.audit.for_connection(box.id)]
         assert events.count("connection.deleted") == 1
         assert events.count("connection.disconnected") <= 1

@@ -16,6 +16,7 @@ from storage.models import Actor
 from storage.outbox import HAS_EVENTS, drain_all
 from tests.support.activities import JANE
 from tests.support.data import owner, runtime
+from tests.support.waiting import audited
 
 
 def settler(database: Database) -> ConnectionSettler:
@@ -54,6 +55,7 @@ async def test_concurrent_deletes_record_one_event(database: Database) -> None:
     )
     assert sum(o.result.value == "done" for o in outcomes) == 1
     assert {o.result.value for o in outcomes} == {"done", "no_change"}
+    await audited(database)  # the event reaches the log just after the answer
     assert [e.action for e in await database.audit.for_connection(connection.id)] == [
         "connection.deleted"
     ]

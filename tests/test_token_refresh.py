@@ -30,6 +30,7 @@ from tests.support import activities
 from tests.support.activities import JANE
 from tests.support.data import ADMIN, owner
 from tests.support.sandbox import RunningSandbox, authorize, run_sandbox, sandbox_config
+from tests.support.waiting import audited
 
 REPO = Path(__file__).resolve().parents[1]
 REDIRECT = "http://127.0.0.1:9/auth/callback"  # never called: tests read the code themselves
@@ -269,13 +270,22 @@ async def assert_tombstone_is_bare(setup: Setup) -> None:
 
 
 async def test_disconnect_revokes_at_the_provider(setup: Setup) -> None:
-    """Disconnect answers at once with its audit event recorded; the tokens are then revoked at
-    the provider (they stop working there) and that is audited too."""
+    """Disconnect answers at once with its audit event stored on the record (its outbox, in
+    the same update as the change), written to the audit log right after; the tokens are then
+    revoked at the provider (they stop working there) and that is audited too."""
     token = await setup.service.access_token(setup.connection.id)
     assert await userinfo_status(setup, token) == 200
     service, settler = service_for(setup)
     outcome = await service.disconnect(owner(JANE), setup.connection.id)
     assert outcome.result.value == "done"
+    # Durable with the answer: on the record, or already moved to the log (an event leaves the
+    # outbox only once it is logged, so the record is read first).
+    raw = await setup.database.db["connections"].find_one({"_id": ObjectId(setup.connection.id)})
+    assert raw is not None
+    pending = [event["action"] for event in raw.get("outbox") or []]
+    logged = [a for a, _ in await actions_of(setup)]
+    assert "connection.disconnected" in pending + logged
+    await audited(setup.database)
     assert next(a for a, _ in await actions_of(setup)) == "connection.disconnected"
     await settler.close()  # the revocation ran after the answer
     assert setup.stat("revoke") == 2  # refresh token, then access token
