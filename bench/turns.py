@@ -1,623 +1,385 @@
-"""Turns per second and latency: a stock botbuilder echo bot against our `personal_connections`.
+"""Turns per second, latency, CPU and round trips per turn: the stock echo bot against this bot.
 
-    python -m bench.turns [--duration 10] [--warmup 3] [--concurrency 16] [--connections 5]
-                          [--bots stock,ours] [--profile DIR] [--no-pin]
+    python -m bench.turns [--duration 10] [--warmup 3] [--concurrency 16] [--concurrency-low 4]
+                          [--connections 5] [--others-small 1000] [--others-large 100000]
+                          [--workers 2] [--only stock,ours,recipe,workers,list,auth]
+                          [--profile DIR] [--no-pin] [--allow-busy]
 
-In one run, one after the other, it measures
-  (a) the stock echo bot in `bench/stock_echo_bot.py` (the SDK samples' shape), and
-  (b) this bot's real application (`app.create_app`) answering `personal_connections` for a person
-      with five runtime connections, on its own embedded store (or `MONGODB_URI` when set).
-Every part is a separate process on 127.0.0.1: the bot under test, a loopback Bot Framework
-connector that both bots reply to, and a closed-loop load generator (N workers, each POSTing a
-Teams-shaped message and waiting for the answer; warm-up, then a fixed number of seconds). A
-turn's latency therefore includes the bot's reply reaching the connector. With two or more
-CPUs the bot gets the first CPU to itself and everything else shares the rest, so the figures
-are per bot core. The CPU each process used in the window is printed, so a saturated load
-core shows, and so does CPU taken by processes outside the run (a warning says when).
+One run measures, one pass after the other, each pass a closed loop (N conversations, each
+POSTing a Teams-shaped activity and waiting for the answer; a warm-up, then a fixed window):
 
-The bot process counts the `ConnectorClient`s (and `TokenApiClient`s) the SDK builds, by
-wrapping their constructors in the benchmark's own launcher. `--profile DIR` samples the bot
-during the measured window with py-spy (`pip install py-spy`) and prints where its CPU goes.
-Internal roles (`_connector`, `_bot`, `_load`) are this same module run as child processes.
+  [stock@16], [stock@4]  the baseline: the stock botbuilder echo bot (bench/stock_echo_bot.py,
+                         the SDK samples' shape), authentication off;
+  [ours@16], [ours@4]    this bot's real application (`app.create_app`) answering
+                         `personal_connections` for a person with five runtime connections;
+  [card]                 (a) Disconnect pressed on one of them: an `adaptiveCard/action` invoke
+                         whose HTTP answer must be a card (nothing goes to the connector); the
+                         first press disconnects it, the others find it Disconnected already;
+  [recipe]               (b) the recipe phrase `sandbox opportunity "Bench deal" 5000`, run
+                         through the parent connection (valid tokens from the sandbox provider,
+                         its API over HTTP); the reply is the result card;
+  [workers]              (c) `python app.py --workers 2` (serving.py) serving personal_connections;
+  [list-small],          (d) personal_connections at the low concurrency with 1,000 and 100,000
+  [list-large]           connections of other people stored (the bench person keeps 5);
+  [auth]                 (e) personal_connections with authentication on: channel tokens signed
+                         by a local key served as OpenID metadata, the bot's own token from the
+                         sandbox as OpenID Connect issuer over HTTPS (BOT_TOKEN_AUTHORITY).
+
+Every part is its own process on 127.0.0.1 (`bench/turns_roles.py`): the bot, a loopback Bot
+Framework connector both bots reply to, the load generator, the sandbox provider, and each
+bot's store. With two or more CPUs the bot gets the first CPU to itself and everything else
+shares the rest, so figures are per bot core; with --workers the bot's processes may use every
+CPU (the others stay where they were).
+
+Per pass it prints turns/s, p50/p99, and per turn: the bot's CPU milliseconds (its process's
+CPU seconds over the window), connector clients built (aiohttp `ClientSession`s in this bot,
+the SDK's `ConnectorClient`s in the stock bot, counted by wrapping their constructors), posts the
+connector received, the bot's token requests (and, with authentication on, those the issuer
+received), and database round trips (a pymongo `CommandListener` in the bot process). The load
+generator lets the turns in flight finish before the window opens and after it closes, and the
+counters are read at both moments, so they belong to exactly the window's turns. [workers] adds
+its turns/s per worker and its ratio to [ours@16]; [list-large] is judged against [list-small].
+Then the ratios to the stock bot from the same run (turns/s, p99, CPU per turn stock/ours) and
+the targets of issue #14 as PASS/FAIL/SKIP.
+
+If processes outside the run took more than 15% of a core during a measured window, it stops and
+prints why instead of the figures (exit 3); `--allow-busy` prints them marked UNRELIABLE. Exit 0
+when every target passes, 1 when one fails. `--profile DIR` samples each bot process during its
+window with py-spy (`pip install py-spy`) and prints where its CPU goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import itertools
 import json
-import logging
 import math
 import os
 import shutil
-import signal
-import socket
+import ssl
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+from cryptography.fernet import Fernet
 
-REPO = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-BOTS = {
-    "stock": "(a) stock echo bot (bench/stock_echo_bot.py)",
-    "ours": "(b) personal_connections (app.create_app)",
-}
-STATS_PATH = "/_bench/stats"
-PROFILE_RATE = 250  # py-spy samples per second
-OTHERS_WARNING_PERCENT = 15  # CPU used by processes outside the run, in % of one core
-# The load generator's result is one JSON line holding every latency: ~10 bytes a turn.
-RESULT_LINE_LIMIT = 1 << 24
+from bench.turns_data import (
+    AUTH_APP_ID,
+    AUTH_ISSUER_TENANT,
+    AUTH_SCOPE,
+    AUTH_SECRET,
+    COMMAND,
+    RECIPE_PHRASE,
+    BotOptions,
+)
+from bench.turns_procs import (
+    HOST,
+    OTHERS,
+    REPO,
+    Child,
+    CpuWindow,
+    cpu_seconds,
+    descendants,
+    free_port,
+    get_json,
+    machine_busy_seconds,
+    pin,
+    start_child,
+    start_role,
+    wait_until_serving,
+)
+from bench.turns_report import (
+    OTHERS_WARNING_PERCENT,
+    PROFILE_RATE,
+    LoadResult,
+    Measured,
+    pass_lines,
+    ratio_lines,
+    summarize_profile,
+    verdict_lines,
+    verdicts,
+)
+from bench.turns_roles import AUTHORIZATION_VARIABLE, STATS_PATH
+from tests.support.tls import LocalTls, make_tls
+from tests.support.tokens import SigningKeyServer
 
-# The person every request comes from; (b) stores their runtime connections before the run.
-TENANT_ID = "tenant-bench"
-USER_TEAMS_ID = "29:bench-user"
-USER_OBJECT_ID = "aad-bench-user"
-USER_NAME = "Bench User"
-BOT_ID = "28:bench-bot"
-PROVIDERS = ("salesforce", "servicenow", "box", "microsoft_graph", "sandbox")
-COMMAND = "personal_connections"
+# bench/console.py measures with these.
+__all__ = [
+    "HOST",
+    "OTHERS_WARNING_PERCENT",
+    "cpu_seconds",
+    "descendants",
+    "free_port",
+    "machine_busy_seconds",
+    "main",
+]
+
+SESSIONS = ("stock", "ours", "recipe", "workers", "list", "auth")
+LOAD_START_TIMEOUT_S = 3600.0  # a bot loading 100,000 connections starts after minutes
+EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 3
 
 Json = dict[str, Any]
 
 
-# --------------------------------------------------------------------------- shared helpers
-
-
-def teams_message(service_url: str, text: str) -> Json:
-    """A 1:1 Teams message as Teams sends it (the shape of tests/support/activities.py)."""
-    return {
-        "type": "message",
-        "id": "activity-in-0",
-        "channelId": "msteams",
-        "serviceUrl": service_url,
-        "timestamp": "2026-11-22T10:00:00.000Z",
-        "from": {"id": USER_TEAMS_ID, "aadObjectId": USER_OBJECT_ID, "name": USER_NAME},
-        "recipient": {"id": BOT_ID, "name": "Runtime connections"},
-        "conversation": {
-            "id": f"a:personal-{USER_TEAMS_ID}",
-            "conversationType": "personal",
-            "tenantId": TENANT_ID,
-        },
-        "channelData": {"tenant": {"id": TENANT_ID}},
-        "locale": "en-US",
-        "text": text,
-        "textFormat": "plain",
-    }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-async def serve_until_signalled(app: web.Application, port: int) -> None:
-    """Serve `app` on loopback until SIGTERM/SIGINT, then run its cleanup (stores stop cleanly)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    # No access log in either bot: a log line per turn would be measured, not the bot.
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, HOST, port).start()
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
-# --------------------------------------------------------------------------- role: connector
-
-
-@dataclass
-class ConnectorSink:
-    """The Bot Framework connector's reply routes, answering `{"id": ...}` and counting replies.
-
-    Each reply is classified ("text" or "card, N choices") so the run can show that (b) really
-    answered with its picklist of every stored connection.
-    """
-
-    kinds: Counter[str] = field(default_factory=Counter)
-    _ids: Iterator[int] = field(default_factory=itertools.count)
-
-    async def reply(self, request: web.Request) -> web.Response:
-        self.kinds[_reply_kind(json.loads(await request.read()))] += 1
-        return web.json_response({"id": f"reply-{next(self._ids)}"})
-
-    async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response(dict(self.kinds))
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v3/conversations/{conversation}/activities", self.reply)
-        app.router.add_post("/v3/conversations/{conversation}/activities/{activity}", self.reply)
-        app.router.add_get(STATS_PATH, self.stats)
-        return app
-
-
-def _reply_kind(activity: Any) -> str:
-    if not isinstance(activity, dict):
-        return "not an activity"
-    for attachment in activity.get("attachments") or []:
-        if attachment.get("contentType") == "application/vnd.microsoft.card.adaptive":
-            return f"Adaptive Card with {_count_choices(attachment.get('content'))} choices"
-    return "text" if activity.get("text") else f"{activity.get('type')} without text"
-
-
-def _count_choices(element: Any) -> int:
-    if isinstance(element, list):
-        return sum(_count_choices(item) for item in element)
-    if not isinstance(element, dict):
-        return 0
-    if element.get("type") == "Input.ChoiceSet":
-        return len(element.get("choices") or [])
-    return sum(_count_choices(value) for value in element.values())
-
-
-async def run_connector(port: int) -> None:
-    await serve_until_signalled(ConnectorSink().app(), port)
-
-
-# --------------------------------------------------------------------------- role: bot
-
-
-# Constructions counted in the bot process; the product code is not touched.
-BUILT: Counter[str] = Counter()
-
-
-def count_constructions(cls: type[Any], name: str) -> None:
-    """Wrap `cls.__init__` so every instance built (by the SDK or by us) is counted."""
-    original: Callable[..., None] = cls.__init__
-
-    def counting_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        BUILT[name] += 1
-        original(self, *args, **kwargs)
-
-    cls.__init__ = counting_init  # type: ignore[method-assign]
-
-
-async def bot_stats(request: web.Request) -> web.Response:
-    return web.json_response({**BUILT, "pid": os.getpid()})
-
-
-async def run_stock_bot(port: int) -> None:
-    from bench.stock_echo_bot import create_app
-
-    app = create_app()
-    app.router.add_get(STATS_PATH, bot_stats)
-    await serve_until_signalled(app, port)
-
-
-async def run_our_bot(port: int, connections: int) -> None:
-    from app import create_app
-    from settings import load_settings
-    from storage.database import open_database
-    from storage.embedded import MEMORY, EmbeddedMongo
-
-    external_uri = os.environ.get("MONGODB_URI") or None
-    database_name = f"bench_turns_{uuid.uuid4().hex[:12]}"
-    async with contextlib.AsyncExitStack() as stack:
-        uri = external_uri or await stack.enter_async_context(
-            EmbeddedMongo(command="secantusd-py", storage=MEMORY)
-        )
-        database = await stack.enter_async_context(
-            open_database(mongodb_uri=uri, database_name=database_name, data_dir=MEMORY)
-        )
-        if external_uri:
-            # Unwinds before the client closes: leave nothing behind in someone's MongoDB.
-            stack.push_async_callback(database.client.drop_database, database_name)
-        await store_connections(database, connections)
-        # Whatever the app keeps on disk goes to a scratch folder, not the work tree's ./data.
-        data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-turns-bot-"))
-        # Explicit values win over the environment, so a developer's MicrosoftAppId (auth on,
-        # every unsigned request a 401) or tenant allow list cannot leak into the run.
-        settings = load_settings(
-            _env_file=None,
-            mongodb_uri=uri,
-            database_name=database_name,
-            host=HOST,
-            port=port,
-            log_level="WARNING",
-            data_dir=data_dir,
-            app_id="",
-            allowed_tenant_ids="",
-        )
-        app = create_app(settings)
-        app.router.add_get(STATS_PATH, bot_stats)
-        await serve_until_signalled(app, port)
-
-
-async def store_connections(database: Any, count: int) -> None:
-    """Store `count` runtime connections for the bench user through the store's own API."""
-    from storage.models import Owner, ProviderAccount
-
-    admin = Owner(tenant_id=TENANT_ID, aad_object_id="aad-bench-admin", name="Bench Admin")
-    person = Owner(
-        tenant_id=TENANT_ID,
-        aad_object_id=USER_OBJECT_ID,
-        teams_user_id=USER_TEAMS_ID,
-        name=USER_NAME,
-    )
-    for index in range(count):
-        provider = PROVIDERS[index % len(PROVIDERS)]
-        parent = await database.connections.create_parent(
-            provider=provider,
-            owner=admin,
-            account=ProviderAccount(id=f"admin-{index}", display_name=f"admin@{provider}.example"),
-        )
-        account = f"bench.user{index}@{provider}.example"
-        await database.connections.create_runtime(
-            parent_id=parent.id,
-            owner=person,
-            account=ProviderAccount(id=account, display_name=account),
-        )
-
-
-async def run_bot(kind: str, port: int, connections: int) -> None:
-    from botframework.connector.aio import ConnectorClient
-    from botframework.connector.token_api.aio import TokenApiClient
-
-    # Before any adapter exists, so the very first client is counted too.
-    count_constructions(ConnectorClient, "ConnectorClient")
-    count_constructions(TokenApiClient, "TokenApiClient")
-    if kind == "stock":
-        await run_stock_bot(port)
-    else:
-        await run_our_bot(port, connections)
-
-
-# --------------------------------------------------------------------------- role: load
-
-
-@dataclass
-class LoadResult:
-    """What the load generator saw; latencies are of turns that completed in the window."""
-
-    window_s: float
-    latencies_ms: list[float]
-    errors: Counter[str]
-    ok_total: int  # warm-up and the tail included: every turn the bot served in the run
-
-    @property
-    def turns_per_s(self) -> float:
-        return len(self.latencies_ms) / self.window_s
-
-    def percentile(self, fraction: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        if not ordered:
-            return math.nan
-        return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
-
-
-def emit(event: str, **values: Any) -> None:
-    print(json.dumps({"event": event, **values}), flush=True)
-
-
-async def generate_load(
-    url: str, service_url: str, *, concurrency: int, warmup_s: float, duration_s: float
-) -> None:
-    """Closed loop: `concurrency` workers each POST a turn and wait for its answer, until the
-    warm-up and the measured window are over. Prints JSON events for the parent process."""
-    template = teams_message(service_url, COMMAND)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    measure_from = start + warmup_s
-    measure_until = measure_from + duration_s
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    served = 0
-    headers = {"Content-Type": "application/json"}
-
-    async def worker(session: aiohttp.ClientSession, number: int) -> None:
-        nonlocal served
-        for sequence in itertools.count():
-            if loop.time() >= measure_until:
-                return
-            # Workers share one template: nothing awaits between setting the id and dumping.
-            template["id"] = f"bench-{number}-{sequence}"
-            body = json.dumps(template).encode()
-            began = loop.time()
-            outcome = "ok"
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    if not 200 <= response.status < 300:
-                        outcome = f"HTTP {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as error:
-                outcome = type(error).__name__
-            finished = loop.time()
-            if outcome == "ok":
-                served += 1
-            # A turn counts when it *completes* inside the window, the usual closed-loop rule.
-            if measure_from <= finished < measure_until:
-                if outcome == "ok":
-                    latencies.append(round((finished - began) * 1000, 3))
-                else:
-                    errors[outcome] += 1
-
-    async def announce_window() -> None:
-        await asyncio.sleep(warmup_s)
-        emit("measuring")
-
-    timeout = aiohttp.ClientTimeout(total=60)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        announcer = asyncio.create_task(announce_window())
-        await asyncio.gather(*(worker(session, n) for n in range(concurrency)))
-        await announcer
-    emit(
-        "result",
-        window_s=duration_s,
-        latencies_ms=latencies,
-        errors=dict(errors),
-        ok_total=served,
-    )
-
-
-# --------------------------------------------------------------------------- processes, CPUs
-
-
-def _threads(pid: int) -> list[int]:
-    try:
-        return [int(name) for name in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        return [pid]
-
-
-def pin(pid: int, cpus: set[int] | None) -> None:
-    """Pin every thread of `pid` (threads made later inherit it from their creator)."""
-    if not cpus:
-        return
-    for thread in _threads(pid):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(thread, cpus)
-
-
-def descendants(pid: int) -> list[int]:
-    """Child processes of `pid`, recursively (the embedded store is the bot's child)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _stat_fields(int(entry))
-            if stat:
-                parents.setdefault(int(stat[1]), []).append(int(entry))
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        children = parents.get(pending.pop(), [])
-        found += children
-        pending += children
-    return found
-
-
-def _stat_fields(pid: int) -> list[str]:
-    """/proc/PID/stat after the command name: [state, ppid, ...]; [] if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
-def machine_busy_seconds() -> float:
-    """CPU time all cores spent busy since boot (the first line of /proc/stat)."""
-    try:
-        with open("/proc/stat") as stat:
-            fields = [int(value) for value in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return math.nan
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    guest = sum(fields[8:10])  # already counted in user and nice
-    return (sum(fields) - idle - guest) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the whole process (all its threads)."""
-    fields = _stat_fields(pid)
-    if not fields:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Child:
-    """A child process started by this run, with the file its output goes to."""
-
-    name: str
-    process: asyncio.subprocess.Process
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    async def stop(self) -> None:
-        if self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), 15)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-
-
-async def start_child(
-    name: str, workdir: Path, *arguments: str, stdout_pipe: bool = False
-) -> Child:
-    log = workdir / f"{name}.log"
-    with log.open("wb") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.turns",
-            *arguments,
-            cwd=REPO,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE if stdout_pipe else output,
-            stderr=output,
-            limit=RESULT_LINE_LIMIT,
-        )
-    return Child(name, process, log)
-
-
-async def get_json(session: aiohttp.ClientSession, url: str) -> Json:
-    async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
-        response.raise_for_status()
-        return dict(await response.json())
-
-
-async def wait_until_serving(session: aiohttp.ClientSession, url: str, child: Child) -> Json:
-    deadline = time.monotonic() + 60
-    while True:
-        if child.process.returncode is not None:
-            raise RuntimeError(
-                f"{child.name} exited with {child.process.returncode}:\n{child.tail()}"
-            )
-        try:
-            return await get_json(session, url)
-        except (aiohttp.ClientError, TimeoutError):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{child.name} did not start:\n{child.tail()}") from None
-        await asyncio.sleep(0.05)  # a readiness poll's interval
-
-
-# --------------------------------------------------------------------------- orchestration
-
-
-@dataclass
-class BotRun:
-    kind: str
-    load: LoadResult
-    built: Json
-    replies: Counter[str]
-    cpu_percent: dict[str, float]
-    profile: Path | None = None
-
-
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     duration_s: float
     warmup_s: float
     concurrency: int
+    concurrency_low: int
     connections: int
+    others_small: int
+    others_large: int
+    workers: int
+    sessions: tuple[str, ...]
     bot_cpus: set[int] | None
     side_cpus: set[int] | None
     profile_dir: Path | None
     workdir: Path
     cores: int
+    allow_busy: bool
+    token_key: str = field(default_factory=lambda: Fernet.generate_key().decode())
+
+    def options(self, **changes: Any) -> BotOptions:
+        return BotOptions(connections=self.connections, token_key=self.token_key, **changes)
 
 
-async def measure_bot(
-    kind: str, plan: Plan, session: aiohttp.ClientSession, sink: Child, sink_url: str
-) -> BotRun:
-    port = free_port()
-    bot_url = f"http://{HOST}:{port}"
-    arguments = ["_bot", "--kind", kind, "--port", str(port), "--connections"]
-    bot = await start_child(f"bot-{kind}", plan.workdir, *arguments, str(plan.connections))
-    load: Child | None = None
+@dataclass(frozen=True)
+class PassSpec:
+    """One measured pass: what the load generator sends, how hard, and whose CPU is the bot's."""
+
+    key: str
+    title: str
+    concurrency: int
+    request: str = "message"  # or "card": Disconnect on the person's first connection
+    text: str = COMMAND
+    bot_groups: tuple[str, ...] = ("bot",)
+
+
+@dataclass
+class Rig:
+    """What every pass of the run shares: the plan, an HTTP client and the connector."""
+
+    plan: Plan
+    http: aiohttp.ClientSession
+    sink: Child
+    sink_url: str
+    results: dict[str, Measured] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    stopping: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def stop_later(self, *children: Child) -> None:
+        """Stop `children`, one after the other, while the next processes start (a bot with
+        its store takes seconds); `stopped` waits for them before the next window opens."""
+
+        async def stop_in_order() -> None:
+            for child in children:
+                await child.stop()
+
+        self.stopping.append(asyncio.create_task(stop_in_order()))
+
+    async def stopped(self) -> None:
+        stopping, self.stopping = self.stopping, []
+        await asyncio.gather(*stopping)
+
+    @property
+    def service_url(self) -> str:
+        return self.sink_url + "/"
+
+    def busy_refusal(self) -> str | None:
+        """Why the figures cannot be printed (a window disturbed), unless --allow-busy."""
+        busy = [run for run in self.results.values() if run.busy]
+        if not busy or self.plan.allow_busy:
+            return None
+        run = busy[0]
+        return (
+            f"processes outside the run took {run.others_percent:.0f}% of a core during the "
+            f"measured window of [{run.key}] (limit {OTHERS_WARNING_PERCENT}%): the figures "
+            "would be disturbed, so none are printed. Run again on a quiet machine, or pass "
+            "--allow-busy to print them marked UNRELIABLE."
+        )
+
+
+@dataclass
+class Bot:
+    """A bot process serving, with its store's processes (the bot's children)."""
+
+    child: Child
+    url: str
+    store_pids: list[int]
+    stats: Json
+
+
+# --------------------------------------------------------------------------- one pass
+
+
+def _delta(after: Json, before: Json, *path: str) -> int | None:
+    for key in path:
+        after, before = after.get(key) or {}, before.get(key) or {}
+    if not isinstance(after, int | float) or isinstance(after, bool):
+        return None
+    return int(after - (before if isinstance(before, int | float) else 0))
+
+
+async def _snapshot(rig: Rig, stats_url: str | None, sandbox_url: str | None) -> Json:
+    """The counters of the bot, the connector and the sandbox's API, at one moment."""
+    snapshot: Json = {"sink": await get_json(rig.http, rig.sink_url + STATS_PATH)}
+    if stats_url:
+        snapshot["bot"] = await get_json(rig.http, stats_url)
+    if sandbox_url:
+        snapshot["sandbox"] = await get_json(rig.http, sandbox_url + "/_stats")
+    return snapshot
+
+
+def _counted(measured: Measured, before: Json, after: Json) -> None:
+    """Fill in the counters' growth over the window."""
+    replies = Counter(after["sink"])
+    replies.subtract(before["sink"])
+    measured.replies = +replies
+    measured.posts = sum(measured.replies.values())
+    if "bot" in after:
+        bot_after, bot_before = after["bot"], before["bot"]
+        stock = "ConnectorClient" in bot_after["built"]
+        kind = "ConnectorClient" if stock else "ClientSession"
+        measured.client_kind = "SDK ConnectorClient" if stock else "aiohttp ClientSession"
+        measured.clients = _delta(bot_after, bot_before, "built", kind) or 0
+        measured.clients_in_process = int(bot_after["built"].get(kind, 0))
+        commands = Counter(bot_after["commands"])
+        commands.subtract(bot_before["commands"])
+        measured.commands = +commands
+        measured.token_requests = _delta(bot_after, bot_before, "token_requests")
+    if "sandbox" in after:
+        measured.sandbox_actions = _delta(after, before, "sandbox", "api.opportunities") or 0
+
+
+def _load_arguments(rig: Rig, spec: PassSpec, bot_url: str, connection_id: str) -> list[str]:
+    plan = rig.plan
+    arguments = ["--url", bot_url + "/api/messages", "--service-url", rig.service_url]
+    arguments += ["--request", spec.request, "--text", spec.text, "--connection-id", connection_id]
+    arguments += ["--concurrency", str(spec.concurrency), "--warmup", str(plan.warmup_s)]
+    return [*arguments, "--duration", str(plan.duration_s)]
+
+
+async def measure_pass(
+    rig: Rig,
+    spec: PassSpec,
+    bot_url: str,
+    watched: dict[str, list[int]],
+    *,
+    stats_url: str | None = None,
+    sandbox_url: str | None = None,
+    connection_id: str = "",
+    load_env: dict[str, str] | None = None,
+    profile_pid: int | None = None,
+) -> Measured:
+    """Run the load generator once against `bot_url`, measuring the window."""
+    plan = rig.plan
+    await rig.stopped()  # nothing from an earlier session may run during the window
+    print(f"measuring [{spec.key}] {spec.title} ...", flush=True)
+    load = await start_role(
+        "_load",
+        plan.workdir,
+        *_load_arguments(rig, spec, bot_url, connection_id),
+        name=f"load-{spec.key}",
+        stdout_pipe=True,
+        stdin_pipe=True,
+        env={**os.environ, **(load_env or {})},
+    )
     spy: asyncio.subprocess.Process | None = None
     try:
-        await wait_until_serving(session, bot_url + STATS_PATH, bot)
-        store_pids = descendants(bot.pid)
-        pin(bot.pid, plan.bot_cpus)
-        for pid in store_pids:
-            pin(pid, plan.side_cpus)
-        replies_before = Counter(await get_json(session, sink_url + STATS_PATH))
-
-        load = await start_child(
-            f"load-{kind}",
-            plan.workdir,
-            "_load",
-            "--url",
-            bot_url + "/api/messages",
-            "--service-url",
-            sink_url + "/",
-            "--concurrency",
-            str(plan.concurrency),
-            "--warmup",
-            str(plan.warmup_s),
-            "--duration",
-            str(plan.duration_s),
-            stdout_pipe=True,
-        )
         pin(load.pid, plan.side_cpus)
-        watched = {"bot": [bot.pid], "store": store_pids, "connector": [sink.pid]}
-        watched["load generator"] = [load.pid]
-        watched["this script"] = [os.getpid()]
-        cpu_before: dict[str, float] = {}
-        machine_before = 0.0
-        window_began = 0.0
-        cpu_percent: dict[str, float] = {}
-        result: Json = {}
-        profile = plan.profile_dir / f"{kind}.txt" if plan.profile_dir else None
+        groups = {**watched, "connector": [rig.sink.pid], "load generator": [load.pid]}
+        window = CpuWindow({**groups, "this script": [os.getpid()]})
+        profile = _profile_path(plan, spec) if profile_pid else None
+        before: Json = {}
+        measured: Measured | None = None
         assert load.process.stdout is not None
         async for line in load.process.stdout:
             event = json.loads(line)
             if event["event"] == "measuring":
-                if profile is not None:
-                    spy = await start_profiler(bot.pid, profile, plan)
-                    watched["profiler"] = [spy.pid]
-                window_began = time.monotonic()
-                machine_before = machine_busy_seconds()
-                cpu_before = {name: sum(map(cpu_seconds, pids)) for name, pids in watched.items()}
+                if profile is not None and profile_pid is not None:
+                    spy = await start_profiler(profile_pid, profile, plan)
+                    window.watched = {**window.watched, "profiler": [spy.pid]}
+                window.open()
+                before = await _snapshot(rig, stats_url, sandbox_url)
+                await _say_go(load)
             elif event["event"] == "result":
-                wall = time.monotonic() - window_began
-                for name, pids in watched.items():
-                    used = sum(map(cpu_seconds, pids)) - cpu_before.get(name, 0.0)
-                    cpu_percent[name] = 100 * used / wall if pids else math.nan
-                # Whatever else ran on the machine meanwhile took CPU from the run.
-                ours = sum(value for value in cpu_percent.values() if not math.isnan(value))
-                machine = 100 * (machine_busy_seconds() - machine_before) / wall
-                external_store = kind == "ours" and not store_pids
-                others = "other processes" + (" (MONGODB_URI's too)" if external_store else "")
-                cpu_percent[others] = max(machine - ours, 0.0)
-                result = event
+                wall, used = window.close()
+                after = await _snapshot(rig, stats_url, sandbox_url)
+                measured = _measured(spec, event, wall, used, profile)
+                _counted(measured, before, after)
         await load.process.wait()
-        if not result:
+        if measured is None:
             raise RuntimeError(f"the load generator gave no result:\n{load.tail()}")
-        built = await get_json(session, bot_url + STATS_PATH)
-        replies = Counter(await get_json(session, sink_url + STATS_PATH))
-        replies.subtract(replies_before)
         if spy is not None:
             await spy.wait()
-        return BotRun(
-            kind=kind,
-            load=LoadResult(
-                window_s=float(result["window_s"]),
-                latencies_ms=list(result["latencies_ms"]),
-                errors=Counter(result["errors"]),
-                ok_total=int(result["ok_total"]),
-            ),
-            built=built,
-            replies=+replies,
-            cpu_percent=cpu_percent,
-            profile=profile,
-        )
+        measured.notes += _saturation_note(plan, measured)
+        rig.results[spec.key] = measured
+        return measured
     finally:
         if spy is not None and spy.returncode is None:
             spy.terminate()
             await spy.wait()
-        if load is not None:
-            await load.stop()
-        await bot.stop()
+        await load.stop()
+
+
+def _saturation_note(plan: Plan, measured: Measured) -> list[str]:
+    """A note when the shared CPU, not the bot, was the limit of a single-process pass."""
+    if not plan.side_cpus or measured.bot_groups != ("bot",):
+        return []
+    shared = sum(
+        measured.percent(name)
+        for name in measured.cpu_s
+        if name not in ("bot", OTHERS) and not math.isnan(measured.percent(name))
+    )
+    if measured.percent("bot") >= 90 or shared < 90 * len(plan.side_cpus):
+        return []
+    return [
+        f"the shared CPU was saturated ({shared:.0f}%) while the bot used "
+        f"{measured.percent('bot'):.0f}% of its own: turns/s and latency understate this bot "
+        "(its CPU per turn does not)"
+    ]
+
+
+async def _say_go(load: Child) -> None:
+    assert load.process.stdin is not None
+    load.process.stdin.write(b"go\n")
+    await load.process.stdin.drain()
+
+
+def _measured(
+    spec: PassSpec, event: Json, wall: float, used: dict[str, float], profile: Path | None
+) -> Measured:
+    load = LoadResult(
+        window_s=float(event["window_s"]),
+        latencies_ms=list(event["latencies_ms"]),
+        errors=Counter(event["errors"]),
+        ok_total=int(event["ok_total"]),
+        ok_since_window=int(event["ok_since_window"]),
+    )
+    return Measured(
+        key=spec.key,
+        title=spec.title,
+        concurrency=spec.concurrency,
+        load=load,
+        wall_s=wall,
+        cpu_s=used,
+        bot_groups=spec.bot_groups,
+        profile=profile,
+    )
+
+
+def _profile_path(plan: Plan, spec: PassSpec) -> Path | None:
+    if plan.profile_dir is None:
+        return None
+    return plan.profile_dir / f"{spec.key.replace('@', '-at-')}.txt"
 
 
 async def start_profiler(pid: int, output: Path, plan: Plan) -> asyncio.subprocess.Process:
@@ -649,78 +411,403 @@ async def start_profiler(pid: int, output: Path, plan: Plan) -> asyncio.subproce
     return spy
 
 
-async def orchestrate(plan: Plan, kinds: list[str]) -> list[BotRun]:
-    sink_port = free_port()
-    sink_url = f"http://{HOST}:{sink_port}"
-    sink = await start_child("connector", plan.workdir, "_connector", "--port", str(sink_port))
-    runs: list[BotRun] = []
+# --------------------------------------------------------------------------- a bot process
+
+
+@asynccontextmanager
+async def running_bot(
+    rig: Rig,
+    name: str,
+    kind: str,
+    options: BotOptions,
+    *,
+    env: dict[str, str] | None = None,
+    start_timeout_s: float = 120.0,
+) -> AsyncIterator[Bot]:
+    """A bot process of `bench.turns_roles`, serving and pinned, for the block's duration."""
+    plan = rig.plan
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    arguments = ["--kind", kind, "--port", str(port), "--options", options.encode()]
+    child = await start_role("_bot", plan.workdir, *arguments, name=f"bot-{name}", env=env)
     try:
-        async with aiohttp.ClientSession() as session:
-            await wait_until_serving(session, sink_url + STATS_PATH, sink)
+        stats = await wait_until_serving(
+            rig.http, url + STATS_PATH, child, timeout_s=start_timeout_s
+        )
+        store_pids = descendants(child.pid)
+        pin(child.pid, plan.bot_cpus)
+        for pid in store_pids:
+            pin(pid, plan.side_cpus)
+        yield Bot(child, url, store_pids, stats)
+    finally:
+        rig.stop_later(child)
+
+
+def _watched(bot: Bot) -> dict[str, list[int]]:
+    # With MONGODB_URI the store is not a child: its CPU shows under "other processes".
+    return {"bot": [bot.child.pid], "store": bot.store_pids}
+
+
+async def measure_bot_passes(
+    rig: Rig, bot: Bot, specs: list[PassSpec], **options: Any
+) -> list[Measured]:
+    found = []
+    for spec in specs:
+        found.append(
+            await measure_pass(
+                rig,
+                spec,
+                bot.url,
+                _watched(bot),
+                stats_url=bot.url + STATS_PATH,
+                profile_pid=bot.child.pid,
+                **options,
+            )
+        )
+        if rig.busy_refusal():
+            break
+    return found
+
+
+# --------------------------------------------------------------------------- the sessions
+
+
+async def stock_session(rig: Rig) -> None:
+    plan = rig.plan
+    title = "stock echo bot (bench/stock_echo_bot.py), {n} conversations"
+    specs = [
+        PassSpec(f"stock@{n}", title.format(n=n), n)
+        for n in (plan.concurrency, plan.concurrency_low)
+    ]
+    async with running_bot(rig, "stock", "stock", plan.options()) as bot:
+        await measure_bot_passes(rig, bot, specs)
+
+
+async def ours_session(rig: Rig) -> None:
+    """personal_connections at both concurrencies, then (a) Disconnect on the same bot."""
+    plan = rig.plan
+    title = f"personal_connections ({plan.connections} connections), {{n}} conversations"
+    high, low = plan.concurrency, plan.concurrency_low
+    specs = [PassSpec(f"ours@{n}", title.format(n=n), n) for n in (high, low)]
+    card = PassSpec(
+        "card",
+        f"(a) card action Disconnect (adaptiveCard/action invoke) on one connection, {high} "
+        "conversations (Disconnected by the first press: the others find it so)",
+        high,
+        request="card",
+    )
+    async with running_bot(rig, "ours", "ours", plan.options()) as bot:
+        await measure_bot_passes(rig, bot, specs)
+        if rig.busy_refusal():
+            return
+        [connection_id, *_] = bot.stats["connections"]
+        await measure_bot_passes(rig, bot, [card], connection_id=connection_id)
+
+
+@asynccontextmanager
+async def sandbox_process(
+    rig: Rig, name: str, *arguments: str, tls: LocalTls | None = None
+) -> AsyncIterator[tuple[Child, str, ssl.SSLContext | None]]:
+    """The sandbox provider in its own process: (child, base URL, client TLS context)."""
+    port = free_port()
+    extra = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else []
+    child = await start_role(
+        "_sandbox", rig.plan.workdir, "--port", str(port), *arguments, *extra, name=name
+    )
+    scheme = "https" if tls else "http"
+    context = ssl.create_default_context(cafile=str(tls.ca_bundle)) if tls else None
+    url = f"{scheme}://{HOST}:{port}"
+    try:
+        await wait_until_serving(rig.http, url + "/_stats", child, **_tls(context))
+        yield child, url, context
+    finally:
+        rig.stop_later(child)
+
+
+def _tls(context: ssl.SSLContext | None) -> dict[str, Any]:
+    return {"ssl": context} if context is not None else {}
+
+
+async def recipe_session(rig: Rig) -> None:
+    """(b) the recipe phrase, acting through the parent connection at the sandbox's API."""
+    plan = rig.plan
+    spec = PassSpec(
+        "recipe",
+        f"(b) recipe {RECIPE_PHRASE!r} against the sandbox API, {plan.concurrency} conversations",
+        plan.concurrency,
+        text=RECIPE_PHRASE,
+    )
+    async with (
+        sandbox_process(rig, "sandbox") as (sandbox, url, _),
+        running_bot(rig, "recipe", "ours", plan.options(sandbox_url=url)) as bot,
+    ):
+        watched = {**_watched(bot), "sandbox": [sandbox.pid]}
+        await measure_pass(
+            rig,
+            spec,
+            bot.url,
+            watched,
+            stats_url=bot.url + STATS_PATH,
+            sandbox_url=url,
+            profile_pid=bot.child.pid,
+        )
+
+
+async def auth_session(rig: Rig) -> None:
+    """(e) authentication on: signed channel tokens in, the bot's own token from an issuer."""
+    plan = rig.plan
+    spec = PassSpec(
+        "auth",
+        f"(e) personal_connections, authentication on, {plan.concurrency} conversations",
+        plan.concurrency,
+    )
+    tls = make_tls(plan.workdir / "tls")
+    client = ["--client-id", AUTH_APP_ID, "--client-secret", AUTH_SECRET, "--scope", AUTH_SCOPE]
+    keys = SigningKeyServer()
+    await keys.start()
+    try:
+        async with sandbox_process(
+            rig, "issuer", *client, "--issuer-tenant", AUTH_ISSUER_TENANT, tls=tls
+        ) as (_, issuer_url, context):
+            auth = {
+                "app_id": AUTH_APP_ID,
+                "app_password": AUTH_SECRET,
+                "openid_metadata_url": keys.metadata_url,
+                "bot_token_authority": f"{issuer_url}/{AUTH_ISSUER_TENANT}",
+            }
+            env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tls.ca_bundle)}
+            token = keys.token(audience=AUTH_APP_ID, service_url=rig.service_url)
+            async with running_bot(rig, "auth", "ours", plan.options(auth=auth), env=env) as bot:
+                [measured] = await measure_bot_passes(
+                    rig, bot, [spec], load_env={AUTHORIZATION_VARIABLE: f"Bearer {token}"}
+                )
+                issued = await get_json(rig.http, issuer_url + "/_stats", **_tls(context))
+                measured.issuer_token_requests = int(issued.get("token.client_credentials", 0))
+    finally:
+        await keys.close()
+
+
+async def list_session(rig: Rig) -> None:
+    """(d) personal_connections at the low concurrency, others' connections stored."""
+    plan = rig.plan
+    for key, others in (("list-small", plan.others_small), ("list-large", plan.others_large)):
+        spec = PassSpec(
+            key,
+            f"(d) personal_connections with {others:,} connections of other people stored, "
+            f"{plan.concurrency_low} conversations",
+            plan.concurrency_low,
+        )
+        print(f"loading {others:,} connections of other people for [{key}] ...", flush=True)
+        options = plan.options(others=others)
+        async with running_bot(
+            rig, key, "ours", options, start_timeout_s=LOAD_START_TIMEOUT_S
+        ) as bot:
+            measured = await measure_bot_passes(rig, bot, [spec])
+            loaded = float(bot.stats.get("loaded_s") or 0)
+            for run in measured:
+                run.notes.append(f"stored and indexed in {loaded:.0f} s before the bot started")
+        if rig.busy_refusal():
+            return
+
+
+# --------------------------------------------------------------------------- (c) workers
+
+
+def workers_unavailable() -> str | None:
+    """Why `python app.py --workers N` cannot run here (None: it can)."""
+    serving, app = REPO / "serving.py", REPO / "app.py"
+    if not serving.exists() or "def run_supervisor" not in serving.read_text():
+        return "serving.py (python app.py --workers N) is not in this tree yet"
+    if "--workers" not in app.read_text():
+        return "app.py has no --workers option yet"
+    return None
+
+
+def app_environment(uri: str, database: str, port: int, plan: Plan) -> dict[str, str]:
+    """`python app.py`'s environment: none of the developer's settings, the bench's store."""
+    from settings import Settings
+
+    names = {name.casefold() for name in Settings.model_fields}
+    for spec in Settings.model_fields.values():
+        choices = getattr(spec.validation_alias, "choices", ())
+        names |= {str(choice).casefold() for choice in choices}
+    env = {key: value for key, value in os.environ.items() if key.casefold() not in names}
+    data_dir = plan.workdir / "workers-data"
+    data_dir.mkdir(exist_ok=True)
+    return env | {
+        "MONGODB_URI": uri,
+        "DATABASE_NAME": database,
+        "HOST": HOST,
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "DATA_DIR": str(data_dir),
+        "TOKEN_ENCRYPTION_KEYS": plan.token_key,
+    }
+
+
+async def wait_for_workers(rig: Rig, url: str, supervisor: Child, count: int) -> list[int]:
+    """The workers' pids, once each has answered /healthz (each probe a new connection)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as probe:
+        while len(seen) < count:
+            if supervisor.process.returncode is not None:
+                raise RuntimeError(f"app.py --workers exited:\n{supervisor.tail()}")
+            try:
+                async with probe.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    seen.add(int(r.headers.get("X-Process-Id", "0")))
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(seen)} of {count} workers answered:\n{supervisor.tail()}")
+            await asyncio.sleep(0.05)  # a readiness poll's interval
+    return sorted(seen - {0})
+
+
+async def workers_session(rig: Rig) -> None:
+    """(c) personal_connections from `python app.py --workers N` on one port."""
+    plan = rig.plan
+    reason = workers_unavailable()
+    if reason:
+        rig.skipped["workers"] = reason
+        print(f"(c) --workers skipped: {reason}", flush=True)
+        return
+    store = await start_role(
+        "_store", plan.workdir, "--options", plan.options().encode(), stdout_pipe=True
+    )
+    supervisor: Child | None = None
+    try:
+        assert store.process.stdout is not None
+        line = await asyncio.wait_for(store.process.stdout.readline(), 120)
+        if not line:
+            raise RuntimeError(f"the store did not start:\n{store.tail()}")
+        found = json.loads(line)
+        port = free_port()
+        env = app_environment(found["uri"], found["database"], port, plan)
+        command = [str(REPO / "app.py"), "--workers", str(plan.workers)]
+        supervisor = await start_child("workers", plan.workdir, command, env=env, cwd=plan.workdir)
+        await _measure_workers(rig, store, supervisor, f"http://{HOST}:{port}")
+    finally:
+        rig.stop_later(*filter(None, [supervisor, store]))  # the workers before their store
+
+
+async def _measure_workers(rig: Rig, store: Child, supervisor: Child, url: str) -> None:
+    plan = rig.plan
+    every_cpu = (plan.bot_cpus or set()) | (plan.side_cpus or set())
+    pin(supervisor.pid, every_cpu)
+    workers = await wait_for_workers(rig, url, supervisor, plan.workers)
+    for pid in workers:
+        pin(pid, every_cpu)
+    store_pids = [store.pid, *descendants(store.pid)]
+    for pid in store_pids:
+        pin(pid, plan.side_cpus)
+    groups = tuple(f"worker {number}" for number in range(1, len(workers) + 1))
+    spec = PassSpec(
+        "workers",
+        f"(c) personal_connections, python app.py --workers {plan.workers}, "
+        f"{plan.concurrency} conversations",
+        plan.concurrency,
+        bot_groups=groups,
+    )
+    watched = dict(zip(groups, ([pid] for pid in workers), strict=True))
+    watched |= {"supervisor": [supervisor.pid], "store": store_pids}
+    measured = await measure_pass(rig, spec, url, watched)
+    measured.notes.append(_workers_note(rig, measured, len(workers)))
+
+
+def _workers_note(rig: Rig, measured: Measured, workers: int) -> str:
+    one = rig.results.get(f"ours@{rig.plan.concurrency}")
+    per_worker = measured.load.turns_per_s / workers
+    ratio = (
+        f"{measured.load.turns_per_s / one.load.turns_per_s:.2f}× the one-worker figure"
+        if one and one.load.turns_per_s
+        else "no one-worker figure"
+    )
+    pinned = "any CPU" if rig.plan.bot_cpus else "any CPU (nothing pinned)"
+    return (
+        f"{workers} workers: {per_worker:.1f} turns/s per worker; {ratio} "
+        f"of this run ([ours@{rig.plan.concurrency}], one process on its own CPU). The "
+        f"workers could use {pinned}; the load generator, the connector and the store stayed "
+        "on their CPU, so the workers shared it with them."
+    )
+
+
+# --------------------------------------------------------------------------- the run
+
+
+SESSION_RUNNERS: dict[str, Callable[[Rig], Awaitable[None]]] = {
+    "stock": stock_session,
+    "ours": ours_session,
+    "recipe": recipe_session,
+    "workers": workers_session,
+    "list": list_session,
+    "auth": auth_session,
+}
+
+
+async def orchestrate(plan: Plan) -> Rig:
+    """Every session of the plan, in order; stops at the first disturbed window (unless
+    --allow-busy)."""
+    port = free_port()
+    sink = await start_role("_connector", plan.workdir, "--port", str(port))
+    try:
+        async with aiohttp.ClientSession() as http:
+            rig = Rig(plan, http, sink, f"http://{HOST}:{port}")
+            await wait_until_serving(http, rig.sink_url + STATS_PATH, sink)
             pin(sink.pid, plan.side_cpus)
-            for kind in kinds:
-                print(f"measuring {BOTS[kind]} ...", flush=True)
-                runs.append(await measure_bot(kind, plan, session, sink, sink_url))
+            try:
+                for name in plan.sessions:
+                    await SESSION_RUNNERS[name](rig)
+                    if rig.busy_refusal():
+                        break
+            finally:
+                await rig.stopped()
+            return rig
     finally:
         await sink.stop()
-    return runs
 
 
-# --------------------------------------------------------------------------- report
-
-
-def report(runs: list[BotRun], plan: Plan) -> None:
+def report(rig: Rig) -> int:
+    """Print every pass, the ratios and the targets; the exit status."""
+    plan = rig.plan
+    runs = rig.results
+    unreliable = any(run.busy for run in runs.values())
     print()
-    for run in runs:
-        load = run.load
-        errors = sum(load.errors.values())
-        print(BOTS[run.kind])
-        print(
-            f"  turns/s {load.turns_per_s:8.1f}   p50 {load.percentile(0.50):7.1f} ms   "
-            f"p99 {load.percentile(0.99):7.1f} ms   "
-            f"({len(load.latencies_ms)} turns in {load.window_s:g} s, {errors} errors)"
-        )
-        if errors:
-            print(f"  errors: {dict(load.errors)}")
-        print(
-            "  ConnectorClient instances built during the run: "
-            f"{run.built.get('ConnectorClient', 0)} (for {load.ok_total} turns, warm-up "
-            f"included; TokenApiClient instances: {run.built.get('TokenApiClient', 0)})"
-        )
-        replies = ", ".join(f"{count} {kind}" for kind, count in sorted(run.replies.items()))
-        print(f"  replies received by the connector: {replies or 'none'}")
-        cpu = ", ".join(
-            f"{name} {value:.0f}%"
-            for name, value in run.cpu_percent.items()
-            if not math.isnan(value)
-        )
-        print(f"  CPU used in the measured window (100% = one core): {cpu}")
-        others = max(
-            (v for k, v in run.cpu_percent.items() if k.startswith("other processes")),
-            default=0.0,
-        )
-        if others > OTHERS_WARNING_PERCENT:
-            print(
-                f"  warning: other processes took {others:.0f}% of a core meanwhile: these "
-                "figures are disturbed, run again on a quiet machine"
-            )
-    by_kind = {run.kind: run.load for run in runs}
-    if {"stock", "ours"} <= by_kind.keys() and by_kind["stock"].latencies_ms:
-        stock, ours = by_kind["stock"], by_kind["ours"]
+    if unreliable:
+        print("UNRELIABLE: processes outside the run took CPU during a measured window")
+        print(f"(more than {OTHERS_WARNING_PERCENT}% of a core); printed because of --allow-busy.")
         print()
-        print(
-            f"ratio b/a: turns/s {ours.turns_per_s / stock.turns_per_s:.2f}x, "
-            f"p99 latency {ours.percentile(0.99) / stock.percentile(0.99):.2f}x "
-            f"(p50 {ours.percentile(0.50) / stock.percentile(0.50):.2f}x)"
-        )
+    for run in runs.values():
+        print("\n".join(pass_lines(run)))
+        print()
+    for key, reason in rig.skipped.items():
+        print(f"[{key}] skipped: {reason}")
+    low, high = plan.concurrency_low, plan.concurrency
+    print("\n".join(ratio_lines(runs, lambda n: runs.get(f"stock@{n}"))))
     print()
-    print(f"Method: closed loop, {plan.concurrency} workers, {plan.warmup_s:g} s warm-up, then")
-    print(f"{plan.duration_s:g} s measured per bot; all processes on 127.0.0.1; access logs off.")
+    found = verdicts(runs, low, high, (plan.others_small, plan.others_large))
+    print("Targets (issue #14)" + (", UNRELIABLE:" if unreliable else ":"))
+    print("\n".join(verdict_lines(found)))
+    print()
+    print_method(plan)
+    for run in runs.values():
+        if run.profile is not None:
+            print()
+            print(f"Profile of [{run.key}] (py-spy, raw stacks in {run.profile}):")
+            print(summarize_profile(run.profile, plan.duration_s))
+    return EXIT_FAILED if any(v.passed is False for v in found) else 0
+
+
+def print_method(plan: Plan) -> None:
+    print(f"Method: closed loop, {plan.warmup_s:g} s warm-up then {plan.duration_s:g} s measured")
+    print("per pass; all processes on 127.0.0.1; no access log (app.py's, with --workers, is")
+    print("below its LOG_LEVEL=WARNING).")
     if plan.bot_cpus:
         print(
-            f"CPU: {plan.cores} cores. The bot had CPU {_cpus(plan.bot_cpus)} to itself; the "
-            "load generator, the connector, the store and this script shared CPU "
-            f"{_cpus(plan.side_cpus)}."
+            f"CPU: {plan.cores} cores. Each bot had CPU {_cpus(plan.bot_cpus)} to itself; the "
+            "load generator, the connector, the stores, the sandbox and this script shared CPU "
+            f"{_cpus(plan.side_cpus)} (with --workers the workers could use every CPU)."
         )
         print("So the figures are per bot core, and the load generator still competes with the")
         print("connector and the store for its core: when that core is near 100% above, the")
@@ -730,114 +817,10 @@ def report(runs: list[BotRun], plan: Plan) -> None:
             f"CPU: {plan.cores} core(s), nothing pinned: the load generator, the connector and the "
             "store compete with the bot for CPU, so the figures understate the bot."
         )
-    for run in runs:
-        if run.profile is not None:
-            print()
-            print(f"Profile of {BOTS[run.kind]} (py-spy, raw stacks in {run.profile}):")
-            print(summarize_profile(run.profile, plan.duration_s))
 
 
 def _cpus(cpus: set[int] | None) -> str:
     return ",".join(str(cpu) for cpu in sorted(cpus or ()))
-
-
-# Where a frame's file lives, to attribute CPU to a library (first match wins).
-AREAS = (
-    ("msrest/serialization", "msrest serialization (activities in and out)"),
-    ("msrest/", "msrest (clients, pipeline, retry policy)"),
-    ("requests/", "requests + urllib3 + http.client (reply POST)"),
-    ("urllib3/", "requests + urllib3 + http.client (reply POST)"),
-    ("http/client", "requests + urllib3 + http.client (reply POST)"),
-    ("socket.py", "requests + urllib3 + http.client (reply POST)"),
-    ("pymongo/", "pymongo + bson"),
-    ("bson/", "pymongo + bson"),
-    ("pydantic", "pydantic"),
-    ("aiohttp/", "aiohttp"),
-    ("asyncio/", "asyncio"),
-    ("selectors.py", "asyncio"),
-    ("concurrent/", "thread pool"),
-    ("threading.py", "thread pool"),
-    ("botbuilder/", "botbuilder"),
-    ("core/", "botbuilder"),
-    ("botframework/", "botframework connector"),
-    ("connector/", "botframework connector"),
-    ("json/", "json"),
-)
-PROJECT_FILES = ("bots/", "cards/", "connections/", "storage/", "oauth/", "app.py", "bench/")
-
-# Stages of a turn, each the inclusive time of one function (a frame name prefix).
-STAGES = (
-    ("ConnectorClient built", "ConnectorClient.__init__ (connector/aio/"),
-    ("TokenApiClient built", "TokenApiClient.__init__ (connector/token_api/aio/"),
-    ("  of which msrest ClientRetryPolicy built", "ClientRetryPolicy.__init__ (msrest/"),
-    ("incoming activity deserialized (msrest)", "Model.deserialize (msrest/"),
-    ("reply serialized (msrest Serializer.body)", "Serializer.body (msrest/"),
-    ("reply POSTed with requests (thread pool)", "Session.request (requests/"),
-    ("connections listed (pymongo + pydantic)", "ConnectionsService.list_views ("),
-    ("picklist card built", "connections_picklist (cards/"),
-)
-
-
-def _frame_location(frame: str) -> str:
-    """ "send (requests/sessions.py:701)" -> "requests/sessions.py" """
-    return frame.rpartition(" (")[2].rstrip(")").rsplit(":", 1)[0]
-
-
-def _frame_area(frame: str) -> str:
-    location = _frame_location(frame)
-    for needle, area in AREAS:
-        if needle in location:
-            return area
-    if location.startswith(PROJECT_FILES):
-        return "this project's code"
-    return f"other ({location.split('/')[0]})"
-
-
-def _strip_line_number(frame: str) -> str:
-    # One row per function, not per line.
-    head, _, _ = frame.rpartition(" (")
-    return f"{head} ({_frame_location(frame)})" if head else frame
-
-
-def summarize_profile(path: Path, duration_s: float, top: int = 10) -> str:
-    """Where the bot's CPU went, from py-spy's collapsed stacks (GIL holder only)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return "  (no profile written: is py-spy allowed to attach here?)"
-    total = 0
-    by_area: Counter[str] = Counter()
-    by_function: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    for line in lines:
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [_strip_line_number(frame) for frame in stack.split(";") if frame]
-        if not frames:
-            continue
-        total += count
-        by_area[_frame_area(frames[-1])] += count
-        by_function[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    if not total:
-        return "  (no samples)"
-    expected = duration_s * PROFILE_RATE
-    out = [
-        f"  {total} samples with the GIL held (of ~{expected:.0f} taken: the GIL was busy "
-        f"{100 * total / expected:.0f}% of the window). Shares below are of those samples.",
-        "  Stages of a turn (inclusive):",
-    ]
-    for label, prefix in STAGES:
-        count = sum(n for frame, n in inclusive.items() if frame.startswith(prefix))
-        out.append(f"    {100 * count / total:5.1f}%  {label}")
-    out.append("  Self time by library:")
-    out += [f"    {100 * n / total:5.1f}%  {area}" for area, n in by_area.most_common(top)]
-    out.append("  Self time by function:")
-    out += [f"    {100 * n / total:5.1f}%  {name}" for name, n in by_function.most_common(top)]
-    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- command line
@@ -847,26 +830,41 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.turns", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per bot")
-    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per bot")
-    parser.add_argument("--concurrency", type=int, default=16, help="concurrent workers")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per pass")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per pass")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent conversations")
     parser.add_argument(
-        "--connections", type=int, default=5, help="runtime connections stored for the user (b)"
+        "--concurrency-low", type=int, default=4, help="the low concurrency (p99, list latency)"
     )
     parser.add_argument(
-        "--bots", default="stock,ours", help="which bots, comma separated: stock, ours"
+        "--connections", type=int, default=5, help="runtime connections of the bench person"
     )
+    parser.add_argument("--others-small", type=int, default=1000, help="(d) others, small case")
+    parser.add_argument("--others-large", type=int, default=100_000, help="(d) others, large case")
+    parser.add_argument("--workers", type=int, default=2, help="(c) python app.py --workers N")
     parser.add_argument(
-        "--profile", type=Path, metavar="DIR", help="sample each bot with py-spy into DIR"
+        "--only",
+        default=",".join(SESSIONS),
+        help=f"sessions, comma separated: {', '.join(SESSIONS)}",
     )
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="sample each bot with py-spy")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--allow-busy",
+        action="store_true",
+        help="print the figures even when other processes disturbed a window (marked UNRELIABLE)",
+    )
     arguments = parser.parse_args(argv)
-    kinds = [kind.strip() for kind in arguments.bots.split(",") if kind.strip()]
-    if not kinds or any(kind not in BOTS for kind in kinds):
-        parser.error("--bots takes stock, ours or both")
-    if arguments.duration <= 0 or arguments.warmup < 0 or arguments.concurrency < 1:
-        parser.error("--duration must be > 0, --warmup >= 0 and --concurrency >= 1")
-    arguments.kinds = kinds
+    sessions = [name.strip() for name in arguments.only.split(",") if name.strip()]
+    if not sessions or any(name not in SESSIONS for name in sessions):
+        parser.error(f"--only takes some of: {', '.join(SESSIONS)}")
+    arguments.sessions = tuple(name for name in SESSIONS if name in sessions)
+    if arguments.duration <= 0 or arguments.warmup < 0:
+        parser.error("--duration must be > 0 and --warmup >= 0")
+    if min(arguments.concurrency, arguments.concurrency_low, arguments.connections) < 1:
+        parser.error("--concurrency, --concurrency-low and --connections must be >= 1")
+    if min(arguments.others_small, arguments.others_large) < 0 or arguments.workers < 2:
+        parser.error("--others-* must be >= 0 and --workers >= 2")
     return arguments
 
 
@@ -878,14 +876,20 @@ def cpu_plan(no_pin: bool) -> tuple[set[int] | None, set[int] | None]:
     return {cpus[0]}, set(cpus[1:])
 
 
+def _profile_dir(requested: Path) -> Path | None:
+    """The folder for py-spy's stacks; None (after saying why) without py-spy."""
+    if not (shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()):
+        print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
+        return None
+    requested.mkdir(parents=True, exist_ok=True)
+    return requested.resolve()
+
+
 def main(argv: list[str]) -> int:
     arguments = parse_arguments(argv)
-    if arguments.profile is not None:
-        if not (shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()):
-            print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
-            return 2
-        arguments.profile.mkdir(parents=True, exist_ok=True)
-        arguments.profile = arguments.profile.resolve()
+    profile_dir = _profile_dir(arguments.profile) if arguments.profile else None
+    if arguments.profile and profile_dir is None:
+        return EXIT_USAGE
     cores = len(os.sched_getaffinity(0))
     bot_cpus, side_cpus = cpu_plan(arguments.no_pin)
     pin(os.getpid(), side_cpus)
@@ -894,55 +898,29 @@ def main(argv: list[str]) -> int:
             duration_s=arguments.duration,
             warmup_s=arguments.warmup,
             concurrency=arguments.concurrency,
+            concurrency_low=arguments.concurrency_low,
             connections=arguments.connections,
+            others_small=arguments.others_small,
+            others_large=arguments.others_large,
+            workers=arguments.workers,
+            sessions=arguments.sessions,
             bot_cpus=bot_cpus,
             side_cpus=side_cpus,
-            profile_dir=arguments.profile,
+            profile_dir=profile_dir,
             workdir=Path(workdir),
             cores=cores,
+            allow_busy=arguments.allow_busy,
         )
         store = "MONGODB_URI" if os.environ.get("MONGODB_URI") else "embedded secantusd-py, memory"
-        print(
-            f"bench.turns: message {COMMAND!r} from one person with {plan.connections} runtime "
-            f"connections; store for (b): {store}"
-        )
-        runs = asyncio.run(orchestrate(plan, arguments.kinds))
-        report(runs, plan)
-    return 0
-
-
-def run_role(argv: list[str]) -> int:
-    """The child processes: `_connector`, `_bot` and `_load`."""
-    parser = argparse.ArgumentParser(prog="python -m bench.turns (internal)")
-    parser.add_argument("role", choices=["_connector", "_bot", "_load"])
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--kind", choices=sorted(BOTS))
-    parser.add_argument("--connections", type=int, default=5)
-    parser.add_argument("--url")
-    parser.add_argument("--service-url")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--duration", type=float, default=10.0)
-    arguments = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    if arguments.role == "_connector":
-        asyncio.run(run_connector(arguments.port))
-    elif arguments.role == "_bot":
-        asyncio.run(run_bot(arguments.kind, arguments.port, arguments.connections))
-    else:
-        asyncio.run(
-            generate_load(
-                arguments.url,
-                arguments.service_url,
-                concurrency=arguments.concurrency,
-                warmup_s=arguments.warmup,
-                duration_s=arguments.duration,
-            )
-        )
-    return 0
+        print(f"bench.turns: sessions {', '.join(plan.sessions)}; store: {store}", flush=True)
+        rig = asyncio.run(orchestrate(plan))
+        refusal = rig.busy_refusal()
+        if refusal:
+            print()
+            print(f"bench.turns refuses to print the figures: {refusal}")
+            return EXIT_BUSY
+        return report(rig)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
-        sys.exit(run_role(sys.argv[1:]))
     sys.exit(main(sys.argv[1:]))
