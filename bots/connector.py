@@ -96,13 +96,14 @@ class Connector:
 
     async def send(
         self, service_url: str, conversation_id: str, activity: Json, reply_to_id: str = ""
-    ) -> Json:
+    ) -> None:
         """Post an activity into a conversation (as a reply to `reply_to_id` when given)."""
         url = f"{service_url.rstrip('/')}/v3/conversations/{quote(conversation_id, safe='')}"
         url += "/activities"
         if reply_to_id:
             url += f"/{quote(reply_to_id, safe='')}"
-        return await self._post(url, activity)
+        # The answer (the posted activity's id) is not used: read, not parsed.
+        await self._post(url, activity, answer=False)
 
     async def create_conversation(self, service_url: str, parameters: Json) -> Json:
         """Open (or find) a conversation; the answer holds its `id`."""
@@ -117,7 +118,7 @@ class Connector:
             raise ConnectorError(None, f"no bot token ({error})") from None
         return {**_JSON_HEADERS, "Authorization": f"Bearer {token}"}
 
-    async def _post(self, url: str, body: Json) -> Json:
+    async def _post(self, url: str, body: Json, *, answer: bool = True) -> Json:
         data = json.dumps(body, ensure_ascii=False).encode()
         self.posts += 1
         for attempt in range(self._attempts):
@@ -129,7 +130,10 @@ class Connector:
                 ) as response:
                     status = response.status
                     if status < 300:
-                        return await _json_of(response)
+                        if answer:
+                            return await _json_of(response)
+                        await response.read()  # so the connection goes back to the pool
+                        return {}
                     if status != 429 and status < 500:
                         log.info(messages.LOG_CONNECTOR_FAILED, _host(url), status)
                         raise ConnectorError(status, response.reason or "")

@@ -42,6 +42,10 @@ MAX_SERVICE_URL_CHARS = 512
 _BSON_INT_MAX = 2**63 - 1
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# What can put a surrogate or a NUL into parsed text: a JSON escape, a surrogate encoded in
+# UTF-8 (lead byte 0xED; `json.loads` decodes bytes with surrogatepass), or a UTF-16/32 body
+# (NUL bytes); and only 19 digits in a row can exceed 64 bits.
+_NEEDS_SANITIZING = re.compile(rb"\\u|[0-9]{19}|[\xed\x00]")
 _KEY_UNSAFE = re.compile("[\ud800-\udfff\x00]")
 
 # Ids that become part of a reply's address: the connector sends the conversation id as an HTTP
@@ -133,6 +137,14 @@ def sanitize(body: Any) -> bool:
     return True
 
 
+def _may_need_sanitizing(raw: bytes) -> bool:
+    """False when the raw body cannot hold what `sanitize` changes or refuses: no escape, no
+    19 digits in a row, and fewer brackets than `MAX_NESTING` (most activities; the walk over
+    every value is then skipped)."""
+    brackets = raw.count(b"{") + raw.count(b"[")
+    return brackets > MAX_NESTING or _NEEDS_SANITIZING.search(raw) is not None
+
+
 def _missing_field(body: dict[str, Any]) -> str | None:
     """The first required field the activity lacks, named as in the JSON."""
     if not isinstance(body.get("type"), str) or not body["type"]:
@@ -213,7 +225,7 @@ def messages_endpoint(
             return _problem(400, messages.HTTP_INVALID_JSON)
         if not isinstance(body, dict):
             return _problem(400, messages.HTTP_NOT_AN_ACTIVITY)
-        if not sanitize(body):
+        if _may_need_sanitizing(raw) and not sanitize(body):
             return _problem(400, messages.HTTP_NESTED_TOO_DEEPLY.format(limit=MAX_NESTING))
         missing = _missing_field(body)
         if missing:

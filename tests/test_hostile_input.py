@@ -27,6 +27,7 @@ from tests.support import activities
 from tests.support.activities import BOT_ID, BOT_NAME, JANE, OMAR
 from tests.support.card_schema import assert_valid_card
 from tests.support.data import runtime
+from tests.support.waiting import audited
 
 CARD = "application/vnd.microsoft.card.adaptive"
 TEXT = "application/vnd.microsoft.activity.message"
@@ -264,6 +265,7 @@ async def test_lone_surrogates_become_replacement_characters(bot: RunningBot, ap
     assert status == 200
     assert body["type"] == CARD
     assert "Disconnected Box (jane@contoso.com)." in texts_of(body["value"])
+    await audited(bot.database)
     events = await bot.database.audit.for_connection(box.id)
     assert {event.actor.name for event in events} == {"Jane \ufffd"}
 
@@ -273,6 +275,7 @@ async def test_lone_surrogates_become_replacement_characters(bot: RunningBot, ap
     press["from"]["name"] = "Jane \U0001f600"
     assert "\\ud83d\\ude00" in json.dumps(press)
     assert (await bot.post(press))[0] == 200
+    await audited(bot.database)
     events = await bot.database.audit.for_connection(other.id)
     assert {event.actor.name for event in events} == {"Jane \U0001f600"}
     assert tracebacks(app_log) == []

@@ -585,11 +585,10 @@ async def test_ids_reach_the_connector_intact(
     """A Teams conversation id and ids with `/`, `?`, `#`, `%` arrive as the one path segment
     they are, for the conversation and for the activity replied to."""
     async with aiohttp.ClientSession() as session:
-        answer = await Connector(session, None).send(
+        await Connector(session, None).send(
             connector.service_url, conversation_id, {"type": "message", "text": "hi"}, reply_to_id
         )
 
-    assert answer["id"].startswith("activity-")
     [sent] = connector.sent
     assert sent.conversation_id == conversation_id
     assert sent.reply_to_id == reply_to_id
