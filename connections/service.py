@@ -139,14 +139,15 @@ class ConnectionsService:
         views = tuple(view_of(c, self.names) for c in done.connections)
         if done.change is Change.NOT_FOUND:
             return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND, views)
-        # A retried press also finishes anything a crash left behind.
-        await self._settle(connection_id, done.events)
         if done.change is Change.UNCHANGED or done.previous is None:
+            # A retried press changes nothing and starts nothing: what a crash may have left
+            # (an event, a revocation) is finished by the sweep.
             current = done.listed(connection_id)
             label = view_of(current, self.names).label if current else ""
             return ChangeReport(
                 ChangeResult.NO_CHANGE, messages.ALREADY_DISCONNECTED.format(label=label), views
             )
+        await self._settle(connection_id, done.events)
         label = view_of(done.previous, self.names).label
         return ChangeReport(ChangeResult.DONE, messages.DISCONNECTED.format(label=label), views)
 
@@ -162,9 +163,9 @@ class ConnectionsService:
         views = tuple(view_of(c, self.names) for c in done.connections)
         if done.change is Change.NOT_FOUND:
             return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND, views)
-        await self._settle(connection_id, done.events)
         if done.change is Change.UNCHANGED or done.previous is None:
             return ChangeReport(ChangeResult.NO_CHANGE, messages.ALREADY_DELETED, views)
+        await self._settle(connection_id, done.events)
         label = view_of(done.previous, self.names).label
         return ChangeReport(ChangeResult.DONE, messages.DELETED.format(label=label), views)
 

@@ -72,12 +72,14 @@ class ConnectionSettler:
         task.add_done_callback(self._tasks.discard)
 
     async def settle(self, connection_id: ObjectId) -> None:
-        """Everything left for one record: a due revocation, its events, a tombstone."""
+        """Everything left for one record: its events, a due revocation (and its event), a
+        tombstone. The change's events go first, so a slow provider does not hold them back."""
         try:
-            await self.revocations.attempt_due(
-                self.store.collection, connection_id, revocation_event
-            )
             await drain(self.store.collection, connection_id, self.audit)
+            if await self.revocations.attempt_due(
+                self.store.collection, connection_id, revocation_event
+            ):
+                await drain(self.store.collection, connection_id, self.audit)
             await self.store.purge_tombstone(connection_id)
         except Exception:  # one record must not stop the others; the sweep retries it
             log.warning(messages.LOG_SETTLE_DEFERRED, exc_info=True)

@@ -449,6 +449,7 @@ async def test_counters_count_each_call_exactly(
         "authorize.decision": 1,
         "token.authorization_code": 1,
         "token.refresh_token": 2,
+        "token.client_credentials": 0,
         "token.other": 1,
         "revoke": 1,
         "userinfo": 1,

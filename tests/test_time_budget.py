@@ -23,6 +23,7 @@ from tests.support import activities
 from tests.support.activities import JANE
 from tests.support.data import ADMIN, owner
 from tests.support.sandbox import RunningSandbox, authorize, issue_tokens
+from tests.support.waiting import eventually
 from tests.test_recipe_runs import RECIPES
 from tests.test_signin_flow import World
 
@@ -117,6 +118,8 @@ async def test_disconnect_answers_at_once_while_the_provider_hangs(
     assert stored is not None and stored.status is ConnectionStatus.DISCONNECTED
     raw = await bot.database.db["connections"].find_one({"_id": ObjectId(connection.id)})
     assert raw is not None and raw["revocation"]["provider"] == "sandbox"  # still to do
+    # The event reaches the log just after the answer, not held back by the hanging provider.
+    await eventually(lambda: bot.database.audit.for_connection(connection.id), within_s=3)
     events = await bot.database.audit.for_connection(connection.id)
     assert [e.action for e in events] == ["connection.disconnected"]
 
