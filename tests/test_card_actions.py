@@ -18,27 +18,12 @@ from storage.models import AuditEvent
 from tests.conftest import RunningBot
 from tests.support import activities
 from tests.support.activities import JANE, OMAR
+from tests.support.card_reading import action, choices, texts
 from tests.support.card_schema import assert_valid_card
 from tests.support.data import runtime
 from tests.support.waiting import audited
 
 CARD = "application/vnd.microsoft.card.adaptive"
-
-
-def texts(card: dict[str, Any]) -> list[str]:
-    return [element["text"] for element in card["body"] if element.get("type") == "TextBlock"]
-
-
-def choices(card: dict[str, Any]) -> list[str]:
-    for element in card["body"]:
-        if element.get("type") == "Input.ChoiceSet":
-            return [choice["title"] for choice in element["choices"]]
-    return []
-
-
-def action(card: dict[str, Any], title: str) -> dict[str, Any]:
-    [found] = [item for item in card.get("actions", []) if item["title"] == title]
-    return found
 
 
 async def press(

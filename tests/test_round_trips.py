@@ -54,6 +54,7 @@ from storage.audit import CONNECTION_REVOKE_FAILED, CONNECTION_REVOKED
 from tests.conftest import RunningBot
 from tests.support import activities
 from tests.support.activities import JANE, OMAR
+from tests.support.card_reading import action, choices, texts
 from tests.support.card_schema import assert_valid_card
 from tests.support.connector import ConnectorServer
 from tests.support.data import runtime
@@ -198,22 +199,6 @@ async def counted(
         yield CountedBot(RunningBot(client=client, settings=settings, connector=connector), log)
     finally:
         await client.close()
-
-
-def texts(card: dict[str, Any]) -> list[str]:
-    return [element["text"] for element in card["body"] if element.get("type") == "TextBlock"]
-
-
-def choices(card: dict[str, Any]) -> list[str]:
-    for element in card["body"]:
-        if element.get("type") == "Input.ChoiceSet":
-            return [choice["title"] for choice in element["choices"]]
-    return []
-
-
-def action(card: dict[str, Any], title: str) -> dict[str, Any]:
-    [found] = [item for item in card.get("actions", []) if item["title"] == title]
-    return found
 
 
 def within_budget(commands: list[Command]) -> None:
