@@ -657,3 +657,59 @@ LOG_WORKERS_ROLL_STOPPED = (
 LOG_WORKERS_STOPPING = "Stopping %d worker processes (%s)"
 LOG_WORKER_KILLED = "Worker process %d did not stop within %d s and was killed"
 LOG_WORKERS_STOPPED = "Every worker process stopped"
+
+# `python -m sandbox` without the `sandbox` extra.
+SANDBOX_EXTRA_MISSING = (
+    "The sandbox provider needs the sandbox extra (module {module} is missing): "
+    'install it with python3 -m pip install -e ".[sandbox]" and run python3 -m sandbox again.'
+)
+
+# --- Welcome when the app is installed (bots/welcome_handlers.py, cards/welcome.py) ---------
+WELCOME_TITLE = "Welcome"
+WELCOME_TEXT = (
+    "I run your team's recipes as you, with your own accounts in other apps. Your connections "
+    "are yours: only you see them, and you can disconnect or delete them at any time."
+)
+WELCOME_HELP = "Type help to see what I can do."
+WELCOME_TEAM_TEXT = (
+    "Hi, I'm here. Anyone can @mention me to run the team's recipes as themselves; each "
+    "person's connections stay private to them."
+)
+WELCOME_TEAM_HELP = "@mention me with help to see what I can do."
+LOG_WELCOMED = "Welcomed a new install (%s)"
+LOG_WELCOME_STORE_FAILED = "Could not record a welcome (%s): none was sent"
+LOG_INSTALL_REMOVED = "The app was removed from a 1:1 chat; a new install will be welcomed"
+
+# --- First-run clarity (issue #15) ------------------------------------------------------------
+RECONNECT_APP_NOT_CONFIGURED = (
+    "{label} can't be reconnected: {app} isn't set up in this bot any more. Ask your administrator."
+)
+CONNECTIONS_CANNOT_RECONNECT = (
+    "Reconnect isn't offered for a connection whose app is no longer set up in this bot: ask "
+    "your administrator, or delete it."
+)
+CONNECTIONS_EMPTY_NO_RECIPES = (
+    "This bot has no recipes yet, so nothing will ask you to sign in for now."
+)
+HELP_INTRO_NO_RECIPES = (
+    "This bot has no recipes yet. When your administrator adds some, they appear here; a "
+    "recipe that acts as you asks you to sign in to its app once with your own account."
+)
+RECIPE_PARENT_NOT_AUTHORIZED = (
+    "{recipe} can't run yet: its {app} app connection was set up but has never been "
+    "authorized. Nothing was done. Ask {contact} to authorize it."
+)
+CLI_PARENT_NOT_AUTHORIZED = "not authorized (no tokens: run parents authorize)"
+CLI_PARENT_AUTHORIZED = "authorized"
+CLI_PARENTS_HEADER = "ID\tNAME\tTENANT\tAPP\tACCOUNT\tSTATUS\tRUNTIME CONNECTIONS\tAUTHORIZATION"
+CLI_CONNECTIONS_HEADER = "ID\tKIND\tAPP\tACCOUNT\tSTATUS\tPARENT\tOWNER"
+CLI_RECIPES_HEADER = "RECIPE\tVERIFY USER ACCESS (DATABASE)\tVERIFY USER ACCESS (FILE)"
+CLI_OWNER_OPERATOR = "operator {login}"
+CLI_NO_ANSWER = "No answer (standard input is closed); nothing was done."
+CLI_DATA_DIR_MISSING = (
+    "The data folder {path} does not exist. DATA_DIR is read relative to the current "
+    "directory ({cwd}), as the bot reads it: run this command from the folder the bot runs in, "
+    "set DATA_DIR to the bot's data folder (or MONGODB_URI to its database), or create the "
+    "folder to start a new, empty store. Nothing was done."
+)
+CLI_PRIVILEGES_HEADER = "TENANT\tKIND\tPRINCIPAL\tNAME\tPRIVILEGES"

@@ -30,6 +30,7 @@ from bots.endpoint import messages_endpoint
 from bots.recipe_handlers import RecipeHandlers, result_reporter
 from bots.routes import route_table
 from bots.signin_handlers import LoginCardSender, SignInHandlers
+from bots.welcome_handlers import WelcomeHandlers
 from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
 from console.parts import ConsoleParts
@@ -125,6 +126,7 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
             audit=database.audit,
             names=providers.display_name,
             settler=settler,
+            providers=providers,
         )
         await database.recipe_settings.seed(
             {recipe.key: recipe.verify_user_access for recipe in book}
@@ -200,6 +202,7 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
                 signin=signin, login_cards=login_cards, connections=connections, resumer=resumer
             ),
             recipe_handlers,
+            WelcomeHandlers(welcomes=database.welcomes),
         )
         bot = RuntimeConnectionsBot(settings=settings, routes=routes, proactive=proactive)
         sweeper = (

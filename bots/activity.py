@@ -21,6 +21,17 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _member_ids(value: Any) -> tuple[str, ...]:
+    """The ids of a `membersAdded` list (malformed members are skipped)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        member["id"]
+        for member in value
+        if isinstance(member, dict) and isinstance(member.get("id"), str) and member["id"]
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """A person or the bot in a conversation (`from`, `recipient`, a reference's `user`/`bot`)."""
@@ -95,6 +106,10 @@ class IncomingActivity:
     locale: str = ""
     channel_data: Json | None = None
     entities: tuple[Json, ...] = ()
+    # conversationUpdate: the ids of the members added.
+    members_added: tuple[str, ...] = ()
+    # installationUpdate: "add", "remove", "add-upgrade", "remove-upgrade".
+    action: str = ""
 
     @classmethod
     def from_json(cls, body: Json) -> IncomingActivity:
@@ -118,6 +133,8 @@ class IncomingActivity:
             entities=tuple(item for item in entities if isinstance(item, dict))
             if isinstance(entities, list)
             else (),
+            members_added=_member_ids(body.get("membersAdded")),
+            action=_text(body.get("action")),
         )
 
     @classmethod

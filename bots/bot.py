@@ -4,7 +4,10 @@ It checks the tenant, bounds the turn's time, makes the project's `Turn` (bots/d
 finds the handler in the route table (bots/routes.py): messages to command words and text
 matchers, card actions to verbs, other invokes by name. Every invoke is answered here with a
 200 (Teams shows "Unable to reach app" for a 501); the `adaptiveCard/action` answer is built as
-the JSON Teams reads. Other activity types are acknowledged and otherwise ignored.
+the JSON Teams reads. Conversation events that say the app was added to or removed from the
+conversation (`installationUpdate`, and `conversationUpdate` adding the bot itself) are read into
+an `Installation` and go to the route table's event handler; other activity types are
+acknowledged and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from bots.activity import IncomingActivity
 from bots.connector import ConnectorError
 from bots.delivery import ProactiveSender, turn_of
 from bots.identity import command_text, mentions_bot, tenant_id_of
-from bots.routes import Routes
+from bots.routes import CONVERSATION_UPDATE, INSTALLATION_UPDATE, Routes
 from bots.turn import Turn
+from bots.welcome_handlers import Change, Installation
 from cards.adaptive import ADAPTIVE_CARD_CONTENT_TYPE
 from cards.verbs import VERB_KEY
 from settings import Settings
@@ -40,6 +44,10 @@ MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 # Longer messages are answered without being read: no command or recipe is that long, and
 # splitting a long text into words costs time every other person's turn waits for.
 MAX_TEXT_CHARS = 4000
+# installationUpdate actions: an install (or an upgrade of one), and an uninstall. An upgrade's
+# `remove-upgrade` is no uninstall.
+INSTALL_ACTIONS = frozenset({"add", "add-upgrade"})
+UNINSTALL_ACTION = "remove"
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,34 @@ def _action_of(activity: IncomingActivity) -> tuple[str, dict[str, Any]]:
     return (verb if isinstance(verb, str) else "", data if isinstance(data, dict) else {})
 
 
+def _team_id_of(activity: IncomingActivity) -> str:
+    team = (activity.channel_data or {}).get("team")
+    team_id = team.get("id") if isinstance(team, dict) else None
+    return team_id if isinstance(team_id, str) else ""
+
+
+def installation_of(activity: IncomingActivity) -> Installation | None:
+    """The install facts of a conversation event; None when it is not about the bot itself
+    (another member added, a rename, an unknown action)."""
+    if activity.type == INSTALLATION_UPDATE:
+        if activity.action in INSTALL_ACTIONS:
+            change = Change.ADDED
+        elif activity.action == UNINSTALL_ACTION:
+            change = Change.REMOVED
+        else:
+            return None
+    elif activity.type == CONVERSATION_UPDATE:
+        bot_id = activity.recipient.id
+        if not bot_id or bot_id not in activity.members_added:
+            return None
+        change = Change.ADDED
+    else:
+        return None
+    if not activity.conversation.id:
+        return None
+    return Installation(change, activity.conversation.id, _team_id_of(activity))
+
+
 class RuntimeConnectionsBot:
     def __init__(self, *, settings: Settings, routes: Routes, proactive: ProactiveSender) -> None:
         self._settings = settings
@@ -87,6 +123,7 @@ class RuntimeConnectionsBot:
                     return None
                 if activity.type == INVOKE:
                     return await self.on_invoke(activity, turn)
+                await self.on_event(activity, turn)
                 return None
         except TimeoutError:
             log.warning(messages.LOG_TURN_OVER_BUDGET, activity.type, TURN_BUDGET_S)
@@ -140,6 +177,15 @@ class RuntimeConnectionsBot:
             await turn.send_text(reply)
         else:
             await turn.send_card(reply)
+
+    async def on_event(self, activity: IncomingActivity, turn: Turn) -> None:
+        """A conversation event: to its handler when it is about the bot's installation."""
+        handler = self._routes.match_event(activity.type)
+        if handler is None:
+            return
+        installation = installation_of(activity)
+        if installation is not None:
+            await handler(turn, installation)
 
     async def on_invoke(self, activity: IncomingActivity, turn: Turn) -> InvokeAnswer:
         if activity.name != ADAPTIVE_CARD_ACTION:

@@ -1,7 +1,7 @@
-"""The route table: every command word, card verb, invoke name and text matcher of the Teams
-surface, and the handler each one reaches, in one place.
+"""The route table: every command word, card verb, invoke name, text matcher and conversation
+event of the Teams surface, and the handler each one reaches, in one place.
 
-Handlers have one of four typed signatures. Command words match case-insensitively on the
+Handlers have one of five typed signatures. Command words match case-insensitively on the
 whole typed text and always win over text matchers, which are tried in the order listed for
 any other text (a sign-in code first, then recipes).
 """
@@ -16,6 +16,7 @@ from bots.connections_handlers import ConnectionsHandlers
 from bots.recipe_handlers import RecipeHandlers
 from bots.signin_handlers import VERIFY_STATE_INVOKE, SignInHandlers
 from bots.turn import Turn
+from bots.welcome_handlers import Installation, WelcomeHandlers
 from cards import verbs
 from cards.adaptive import Card
 
@@ -27,6 +28,13 @@ VerbHandler = Callable[[Turn, dict[str, Any]], Awaitable[Card | str]]
 InvokeHandler = Callable[[Turn, Any], Awaitable[None]]
 # Returns True when it handled the text.
 TextMatcher = Callable[[Turn, str], Awaitable[bool]]
+# Gets the install facts the turn entry read from a conversation event (the app was added to
+# or removed from the conversation); answers in the conversation, if at all.
+EventHandler = Callable[[Turn, Installation], Awaitable[None]]
+
+# Activity types of conversation events.
+CONVERSATION_UPDATE = "conversationUpdate"
+INSTALLATION_UPDATE = "installationUpdate"
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class Routes:
     verbs: Mapping[str, VerbHandler]
     invokes: Mapping[str, InvokeHandler]
     text_matchers: tuple[TextMatcher, ...]
+    # Activity type -> handler (both announcements of an install reach the same one).
+    events: Mapping[str, EventHandler]
 
     def match_command(self, text: str) -> CommandHandler | None:
         return self.commands.get(text.strip().casefold())
@@ -45,9 +55,15 @@ class Routes:
     def match_invoke(self, name: str) -> InvokeHandler | None:
         return self.invokes.get(name)
 
+    def match_event(self, activity_type: str) -> EventHandler | None:
+        return self.events.get(activity_type)
+
 
 def route_table(
-    connections: ConnectionsHandlers, signin: SignInHandlers, recipes: RecipeHandlers
+    connections: ConnectionsHandlers,
+    signin: SignInHandlers,
+    recipes: RecipeHandlers,
+    welcome: WelcomeHandlers,
 ) -> Routes:
     """The Teams surface's routes."""
     return Routes(
@@ -67,4 +83,5 @@ def route_table(
         },
         invokes={VERIFY_STATE_INVOKE: signin.verify_state},
         text_matchers=(signin.typed_code, recipes.typed),
+        events={CONVERSATION_UPDATE: welcome.installed, INSTALLATION_UPDATE: welcome.installed},
     )

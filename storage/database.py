@@ -33,6 +33,7 @@ from storage.privileges import PrivilegeStore
 from storage.recipe_runs import RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
 from storage.revocations import ensure_revocation_index
+from storage.welcomes import WelcomeStore
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Database:
     privileges: PrivilegeStore
     admin_sessions: AdminSessionStore
     admin_signins: AdminSignInStore
+    welcomes: WelcomeStore
     description: str
     embedded: EmbeddedMongo | None = None
 
@@ -106,6 +108,7 @@ async def ensure_indexes(database: Database) -> None:
     await database.privileges.ensure_indexes()
     await database.admin_sessions.ensure_indexes()
     await database.admin_signins.ensure_indexes()
+    await database.welcomes.ensure_indexes()
     # The sweep finds pending audit events and revocations through indexes (storage/outbox.py,
     # storage/revocations.py); connections make theirs in ensure_indexes above.
     for store in (
@@ -165,6 +168,7 @@ async def open_database(
             privileges=PrivilegeStore(db["privileges"]),
             admin_sessions=AdminSessionStore(db["admin_sessions"]),
             admin_signins=AdminSignInStore(db["admin_signins"]),
+            welcomes=WelcomeStore(db["welcomes"]),
             description=description,
             embedded=embedded,
         )

@@ -580,3 +580,25 @@ class AdminSignInRecords(Protocol):
 
     @property
     def collection(self) -> AsyncCollection[Document]: ...
+
+
+class WelcomeRecords(Protocol):
+    """Welcomes sent when the app is installed, each once (collection `welcomes`).
+
+    Implemented by `storage.welcomes.WelcomeStore`.
+    """
+
+    async def ensure_indexes(self) -> None: ...
+
+    async def claim(self, place: str, *, tenant_id: str, conversation_id: str, scope: str) -> bool:
+        """Record the welcome of `place`'s current install; True when this call recorded it
+        (the caller sends it), False when it was already welcomed."""
+        ...
+
+    async def end_generation(self, place: str, *, removal: str) -> bool:
+        """The app was removed from `place`: its next install is welcomed again. `removal`
+        identifies the removal, so a retried one counts once; True when it counted."""
+        ...
+
+    @property
+    def collection(self) -> AsyncCollection[Document]: ...

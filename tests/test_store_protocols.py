@@ -17,6 +17,7 @@ from storage.login_states import LoginStateStore
 from storage.privileges import PrivilegeStore
 from storage.recipe_runs import RecipeRunStore
 from storage.recipe_settings import RecipeSettingsStore
+from storage.welcomes import WelcomeStore
 
 PAIRS = [
     (protocols.ConnectionRecords, ConnectionStore),
@@ -28,6 +29,7 @@ PAIRS = [
     (protocols.PrivilegeRecords, PrivilegeStore),
     (protocols.AdminSessionRecords, AdminSessionStore),
     (protocols.AdminSignInRecords, AdminSignInStore),
+    (protocols.WelcomeRecords, WelcomeStore),
 ]
 
 

@@ -115,3 +115,32 @@ def invoke(person: Person, service_url: str, name: str, value: Any = None) -> di
     activity = _base(person, service_url, kind="personal", conversation_id=None)
     activity |= {"type": "invoke", "name": name, "value": value}
     return activity
+
+
+def installation_update(
+    person: Person,
+    service_url: str,
+    action: str = "add",
+    *,
+    kind: str = "personal",
+    conversation_id: str | None = None,
+) -> dict[str, Any]:
+    """What Teams sends when `person` installs (`add`) or removes (`remove`) the app."""
+    activity = _base(person, service_url, kind=kind, conversation_id=conversation_id)
+    activity |= {"type": "installationUpdate", "action": action}
+    return activity
+
+
+def conversation_update(
+    person: Person,
+    service_url: str,
+    members_added: list[str] | None = None,
+    *,
+    kind: str = "personal",
+    conversation_id: str | None = None,
+) -> dict[str, Any]:
+    """A conversationUpdate adding members (by default the bot itself, as on an install)."""
+    activity = _base(person, service_url, kind=kind, conversation_id=conversation_id)
+    added = [BOT_ID] if members_added is None else members_added
+    activity |= {"type": "conversationUpdate", "membersAdded": [{"id": item} for item in added]}
+    return activity
