@@ -204,14 +204,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 worker_command=[sys.executable, os.path.abspath(__file__)],
             )
         else:
-            log.info(messages.LOG_LISTENING, settings.host, settings.port)
-            web.run_app(
-                create_app(settings),
-                host=settings.host,
-                port=settings.port,
-                access_log_class=PathOnlyAccessLogger,
-                print=None,
-            )
+            app = create_app(settings)
+            phase: list[str] = []
+
+            async def started(_app: web.Application) -> None:
+                phase.append("started")  # the last startup step: next, the sites listen
+
+            def listening(_banner: str) -> None:
+                # aiohttp calls `print` once the sites listen (after the startup, which opens
+                # the database): "Listening on" then means the bot really serves.
+                phase.append("listening")
+                log.info(messages.LOG_LISTENING, settings.host, settings.port)
+
+            app.on_startup.append(started)
+            try:
+                web.run_app(
+                    app,
+                    host=settings.host,
+                    port=settings.port,
+                    access_log_class=PathOnlyAccessLogger,
+                    print=listening,
+                )
+            except OSError as error:
+                if phase != ["started"]:
+                    raise
+                # Started, but the sites could not listen (the port is taken, the address is
+                # not this machine's): one sentence, as the supervisor (serving.py) says it.
+                reason = os.strerror(error.errno) if error.errno else str(error)
+                raise serving.ServingError(
+                    messages.LISTEN_FAILED.format(
+                        host=settings.host, port=settings.port, reason=reason
+                    )
+                ) from None
     except (*START_ERRORS, serving.ServingError) as error:
         print(messages.START_FAILED.format(error=error), file=sys.stderr)
         return 2

@@ -19,6 +19,20 @@ data folder) or, when no bot runs, its own embedded server on the same data fold
 is audited with the operator's login name as the actor. Connections are read and changed only
 through the same connections service as the bot: a delete revokes the tokens at the provider (a
 failure is audited) and is audited.
+
+The data folder: DATA_DIR (default `data`) is read exactly as the bot reads it, relative to the
+current directory (the bot's `app.py` does not resolve it against its own location either). So
+that a command run from another directory never silently starts a new, empty store, the command
+line refuses, with a sentence and exit status 2, when MONGODB_URI is not set and the data folder
+does not exist: run it from the bot's folder, set DATA_DIR (or MONGODB_URI), or create the
+folder on purpose to start a new store.
+
+Tables (`connections list`, `parents list`, `recipes list`, `privileges list`) print one record
+a line, tab-separated, on standard output; their header row goes to standard error, so that
+scripts reading standard output see records only while a person at a terminal sees both.
+
+Prompts (`parents authorize`) read standard input; when it is closed (no answer), the command
+does nothing more, says so, and exits with status 1.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ import getpass
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TextIO
 
 from pymongo.errors import PyMongoError
@@ -44,7 +59,7 @@ from settings import Settings, SettingsError, load_settings
 from storage.connections import ConnectionExists, ParentNotFound
 from storage.crypto import TokenCipher, reencrypt
 from storage.database import Database, make_client, open_database
-from storage.embedded import StoreUnavailable, running_server_uri
+from storage.embedded import MEMORY, StoreUnavailable, running_server_uri
 from storage.models import (
     Actor,
     Connection,
@@ -55,6 +70,9 @@ from storage.models import (
 )
 from storage.outbox import drain
 from storage.token_keys import TokenKeyError, cipher_for, new_key
+
+# An operator's own parents are owned by "operator:<login>" (see `admin.parents.operator_owner`).
+OPERATOR_PREFIX = "operator:"
 
 
 @asynccontextmanager
@@ -84,9 +102,25 @@ async def _answers(uri: str) -> bool:
     return True
 
 
+def header(line: str, err: TextIO | None = None) -> None:
+    """A table's header row, on standard error (see the module docstring)."""
+    print(line, file=err or sys.stderr)
+
+
+def owner_label(owner: Owner) -> str:
+    """Who owns a connection, as a listing shows it: "operator LOGIN" for an operator's parent,
+    else the name and <tenant/object id>, leaving out what is empty (never "- </operator>")."""
+    if owner.aad_object_id == "operator" or owner.aad_object_id.startswith(OPERATOR_PREFIX):
+        login = owner.aad_object_id[len(OPERATOR_PREFIX) :] or owner.name
+        return messages.CLI_OWNER_OPERATOR.format(login=login).strip()
+    ids = "/".join(part for part in (owner.tenant_id, owner.aad_object_id) if part)
+    if owner.name and ids:
+        return f"{owner.name} <{ids}>"
+    return owner.name or ids or "-"
+
+
 def _row(connection: Connection) -> str:
-    owner = connection.owner
-    who = f"{owner.name or '-'} <{owner.tenant_id}/{owner.aad_object_id}>"
+    who = owner_label(connection.owner)
     parent = connection.parent_id or "-"
     return "\t".join(
         [
@@ -202,7 +236,9 @@ async def _parents(
     providers = load_registry(settings.apps_file)
     async with _database(settings) as database:
         if arguments.command == "list":
-            return await parents.list_parents(_records(database), providers.display_name, out)
+            return await parents.list_parents(
+                _records(database), providers.display_name, out, sys.stderr
+            )
         cipher = cipher_for(settings)
         if arguments.command == "delete":
             async with _service(database, providers, cipher) as service:
@@ -244,6 +280,7 @@ async def _service(
             audit=database.audit,
             names=providers.display_name,
             settler=settler,
+            providers=providers,
         )
     finally:
         await settler.close()
@@ -271,6 +308,7 @@ async def _recipes(arguments: argparse.Namespace, settings: Settings, out: TextI
         store = database.recipe_settings
         stored = await store.all()
         if arguments.command == "list":
+            header(messages.CLI_RECIPES_HEADER)
             for key in sorted(set(file_defaults) | set(stored)):
                 in_db = stored.get(key)
                 in_file = file_defaults.get(key)
@@ -326,6 +364,7 @@ async def _run(
         records = _records(database)
         if arguments.command == "list":
             kind = ConnectionKind(arguments.kind) if arguments.kind else None
+            header(messages.CLI_CONNECTIONS_HEADER)
             for connection in await records.list_all(kind=kind):
                 print(_row(connection), file=out)
             return 0
@@ -390,6 +429,10 @@ def main(
         return 0
     try:
         settings = load_settings()
+        missing = _missing_data_folder(settings)
+        if missing is not None:
+            print(missing, file=sys.stderr)
+            return 2
         return asyncio.run(_run(arguments, settings, out, ask))
     except (
         SettingsError,
@@ -401,3 +444,13 @@ def main(
     ) as error:
         print(messages.CLI_CANNOT_RUN.format(error=error), file=sys.stderr)
         return 2
+
+
+def _missing_data_folder(settings: Settings) -> str | None:
+    """Why the command must not run on this data folder (it does not exist and no MONGODB_URI
+    is set: an empty store would be made silently), or None."""
+    if settings.mongodb_uri is not None or str(settings.data_dir) == MEMORY:
+        return None
+    if settings.data_dir.is_dir():
+        return None
+    return messages.CLI_DATA_DIR_MISSING.format(path=settings.data_dir.absolute(), cwd=Path.cwd())

@@ -117,7 +117,10 @@ async def authorize(
     if configured is None:
         print(messages.CLI_PARENT_NOT_CONFIGURED.format(name=parent_name), file=out)
         return 2
-    tenant = await _tenant_served(configured.tenant, tenant_option, out=out, ask=ask)
+    try:
+        tenant = await _tenant_served(configured.tenant, tenant_option, out=out, ask=ask)
+    except _NoAnswer:
+        return 1
     if tenant is None:
         return 2
     app_key = configured.app
@@ -139,8 +142,8 @@ async def authorize(
         file=out,
         flush=True,
     )
-    answer = await asyncio.to_thread(ask, messages.CLI_PARENT_STORE_PROMPT)
-    if answer.strip().lower() not in ("y", "yes"):
+    answer = await _answer(ask, messages.CLI_PARENT_STORE_PROMPT, out)
+    if answer is None or answer.strip().lower() not in ("y", "yes"):
         # Someone else's account (a forwarded URL?): its grant is revoked, not just dropped.
         await signin.void(login, VoidReason.REJECTED)
         await signin.close()  # the revocation runs now, not after this command has ended
@@ -187,7 +190,9 @@ async def _tenant_served(
         return configured
     if option:
         return option
-    answer = await asyncio.to_thread(ask, messages.CLI_PARENT_TENANT_PROMPT)
+    answer = await _answer(ask, messages.CLI_PARENT_TENANT_PROMPT, out)
+    if answer is None:
+        raise _NoAnswer
     tenant = answer.strip()
     if not tenant or tenant == "*" or len(tenant) > 200:
         print(messages.CLI_PARENT_ONE_TENANT, file=out)
@@ -195,13 +200,37 @@ async def _tenant_served(
     return tenant
 
 
+class _NoAnswer(Exception):
+    """A prompt found standard input closed (already told to the operator)."""
+
+
+async def _answer(ask: Callable[[str], str], prompt: str, out: TextIO) -> str | None:
+    """The operator's answer to `prompt`, or None (said on `out`) when standard input is
+    closed: a closed stdin answers "no", never with a traceback."""
+    try:
+        return await asyncio.to_thread(ask, prompt)
+    except EOFError:
+        print(file=out)  # end the prompt's line
+        print(messages.CLI_NO_ANSWER, file=out, flush=True)
+        return None
+
+
 async def list_parents(
-    service: ConnectionsService, names: Callable[[str], str], out: TextIO
+    service: ConnectionsService, names: Callable[[str], str], out: TextIO, err: TextIO
 ) -> int:
-    """One line per parent: id, app, account, status, and how many runtime children it has."""
+    """One line per parent: id, name, tenant, app, account, status, how many runtime children
+    it has, and whether it was ever authorized (a parent stored without tokens, e.g. by
+    `connections create-parent`, was not: its recipes cannot run as it). The header row goes
+    to `err` (see admin.cli)."""
     everything = await service.list_all()
+    print(messages.CLI_PARENTS_HEADER, file=err)
     for parent in (c for c in everything if c.kind is ConnectionKind.PARENT):
         children = sum(1 for c in everything if c.parent_id == parent.id)
+        authorization = (
+            messages.CLI_PARENT_AUTHORIZED
+            if parent.tokens is not None
+            else messages.CLI_PARENT_NOT_AUTHORIZED
+        )
         print(
             "\t".join(
                 [
@@ -212,6 +241,7 @@ async def list_parents(
                     parent.account_label,
                     parent.status.value,
                     messages.CLI_PARENT_CHILDREN.format(count=children),
+                    authorization,
                 ]
             ),
             file=out,

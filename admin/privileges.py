@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import sys
 from typing import TextIO
 
 import messages
@@ -71,6 +72,8 @@ async def run(
     arguments: argparse.Namespace, store: PrivilegeStore, audit: AuditLog, out: TextIO
 ) -> int:
     if arguments.command == "list":
+        # The header row goes to standard error (see admin.cli): records only on `out`.
+        print(messages.CLI_PRIVILEGES_HEADER, file=sys.stderr)
         for grant in await store.list(tenant_id=arguments.tenant):
             held = ", ".join(sorted(p.value for p in grant.privileges)) or messages.CLI_NONE
             print(

@@ -37,6 +37,7 @@ class ConnectionsHandlers:
     recipes_help: tuple[tuple[str, str], ...] = ()
 
     async def help(self, turn: Turn) -> None:
+        # No recipes configured: the card says so rather than promising recipes.
         await turn.send_card(help_card(self.recipes_help))
 
     async def personal_connections(self, turn: Turn) -> None:
@@ -119,7 +120,13 @@ class ConnectionsHandlers:
     ) -> Card:
         if views is None:
             views = await self.service.list_views(turn.owner)
-        return connections_picklist(views, page=page, result=result, problem=problem)
+        return connections_picklist(
+            views,
+            page=page,
+            result=result,
+            problem=problem,
+            has_recipes=bool(self.recipes_help),
+        )
 
     @staticmethod
     async def _send_privately(turn: Turn, card: Card) -> bool:

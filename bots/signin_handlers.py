@@ -95,6 +95,11 @@ class SignInHandlers:
             return connections_picklist(
                 views, page=page, result=messages.RECONNECT_NOT_NEEDED.format(label=plan.label)
             )
+        if plan.outcome is Reconnect.APP_NOT_CONFIGURED:
+            problem = messages.RECONNECT_APP_NOT_CONFIGURED.format(
+                label=plan.label, app=plan.app_name
+            )
+            return connections_picklist(views, page=page, problem=problem)
         if plan.outcome is Reconnect.NOT_POSSIBLE or plan.parent is None:
             return connections_picklist(
                 views, page=page, problem=messages.RECONNECT_NOT_POSSIBLE.format(label=plan.label)

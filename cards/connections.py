@@ -42,14 +42,18 @@ def connections_picklist(
     page: int = 0,
     result: str | None = None,
     problem: str | None = None,
+    has_recipes: bool = True,
 ) -> Card:
-    """The picklist of a person's runtime connections with Disconnect and Delete.
+    """The picklist of a person's runtime connections with Disconnect and Delete, and
+    Reconnect when a shown connection can be signed in again.
 
     Args:
         views: all of the person's connections, in display order.
         page: which page of `PAGE_SIZE` to show (clamped to the pages that exist).
         result: a one-line outcome of the last action ("Disconnected Box (jane@contoso.com).").
         problem: a one-line problem to show instead (e.g. nothing was chosen).
+        has_recipes: False when the bot has no recipes: an empty list then says that nothing
+            will ask the person to sign in yet.
     """
     body: list[Element] = [title(messages.CONNECTIONS_TITLE)]
     if result:
@@ -58,6 +62,8 @@ def connections_picklist(
         body.append(notice(problem, attention=True))
     if not views:
         body.append(text(messages.CONNECTIONS_EMPTY))
+        if not has_recipes:
+            body.append(text(messages.CONNECTIONS_EMPTY_NO_RECIPES))
         return card(body)
 
     page = clamp_page(page, len(views))
@@ -90,7 +96,9 @@ def connections_picklist(
         execute(messages.BUTTON_DISCONNECT, DISCONNECT, {PAGE_KEY: page}),
         execute(messages.BUTTON_DELETE, DELETE, {PAGE_KEY: page}, style="destructive"),
     ]
-    if any(view.status in RECONNECTABLE for view in shown):
+    if any(view.status in RECONNECTABLE and view.reconnect_blocked for view in shown):
+        body.append(text(messages.CONNECTIONS_CANNOT_RECONNECT, isSubtle=True, size="Small"))
+    if any(view.can_reconnect for view in shown):
         actions.insert(
             0, execute(messages.BUTTON_RECONNECT, RECONNECT, {PAGE_KEY: page}, style="positive")
         )

@@ -10,11 +10,12 @@ from cards.verbs import SHOW_CONNECTIONS
 
 
 def help_card(recipes: Sequence[tuple[str, str]] = ()) -> Card:
-    """The help card; `recipes` are (usage, description) pairs of the configured recipes."""
+    """The help card; `recipes` are (usage, description) pairs of the configured recipes (none:
+    the card says the bot has no recipes yet instead of promising them)."""
     facts = [{"title": command, "value": meaning} for command, meaning in messages.HELP_COMMANDS]
     body = [
         title(messages.HELP_TITLE),
-        text(messages.HELP_INTRO),
+        text(messages.HELP_INTRO if recipes else messages.HELP_INTRO_NO_RECIPES),
         {"type": "FactSet", "facts": facts},
     ]
     if recipes:

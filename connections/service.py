@@ -7,7 +7,8 @@ into cards or lines; `view_of` makes a card's view of a stored record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -16,8 +17,8 @@ from bson import ObjectId
 
 import messages
 from connections.settle import ConnectionSettler
-from connections.views import RECONNECTABLE, ConnectionView
-from oauth.providers import display_name
+from connections.views import RECONNECTABLE, ConnectionView, blocked
+from oauth.providers import ProviderRegistry, display_name
 from storage.audit import AuditLog
 from storage.connections import Change, ConnectionStore, serves
 from storage.models import (
@@ -69,6 +70,7 @@ class Reconnect(StrEnum):
     NOT_FOUND = "not_found"  # not one of the person's connections
     NOT_NEEDED = "not_needed"  # connected: nothing to sign in again
     NOT_POSSIBLE = "not_possible"  # no parent (left) that serves the person and can sign in
+    APP_NOT_CONFIGURED = "app_not_configured"  # its app is not in APPS_FILE any more
     READY = "ready"  # send a Login card for `parent`
 
 
@@ -95,15 +97,44 @@ class ConnectionsService:
     names: Callable[[str], str] = display_name
     # Records events and revokes tokens after a change (None: the periodic sweep does it).
     settler: ConnectionSettler | None = None
+    # The configured apps (APPS_FILE), to tell whether a connection's app is still set up.
+    # None: every app counts as set up.
+    providers: ProviderRegistry | None = None
+
+    def app_configured(self, provider: str) -> bool:
+        """Whether an app key is set up in this bot (unknown registry: assumed so)."""
+        return self.providers is None or self.providers.get(provider) is not None
 
     async def list_views(self, owner: Owner) -> list[ConnectionView]:
         """The person's runtime connections as card data."""
-        return [view_of(c, self.names) for c in await self.store.list_for_owner(owner=owner)]
+        return await self._views(await self.store.list_for_owner(owner=owner), owner)
 
     async def view(self, owner: Owner, connection_id: str) -> ConnectionView | None:
         """One of the person's own connections, or None when it isn't theirs or doesn't exist."""
         connection = await self.store.get_for_owner(connection_id=connection_id, owner=owner)
         return view_of(connection, self.names) if connection else None
+
+    async def _views(self, connections: Iterable[Connection], owner: Owner) -> list[ConnectionView]:
+        """Card data for the person's connections, each marked when Reconnect cannot work for
+        it (its app not set up any more, or no parent left that serves the person). Parents
+        are read only for signed-out connections of configured apps, each parent once."""
+        listed = list(connections)
+        views = [view_of(c, self.names) for c in listed]
+        wanted = {
+            c.parent_id
+            for c, v in zip(listed, views, strict=True)
+            if v.status in RECONNECTABLE and c.parent_id and self.app_configured(c.provider)
+        }
+        ids = sorted(pid for pid in wanted if pid)
+        found = await asyncio.gather(*(self.store.get(pid) for pid in ids))
+        serving = {pid for pid, parent in zip(ids, found, strict=True) if serves(parent, owner)}
+        return [
+            blocked(view)
+            if view.status in RECONNECTABLE
+            and (not self.app_configured(c.provider) or c.parent_id not in serving)
+            else view
+            for c, view in zip(listed, views, strict=True)
+        ]
 
     async def reconnect(
         self, owner: Owner, connection_id: str, *, can_sign_in: Callable[[Connection], bool]
@@ -120,9 +151,13 @@ class ConnectionsService:
         view = view_of(connection)
         if connection.status.value not in RECONNECTABLE:
             return ReconnectPlan(Reconnect.NOT_NEEDED, view.label, view.app_name)
+        if not self.app_configured(connection.provider):
+            return ReconnectPlan(Reconnect.APP_NOT_CONFIGURED, view.label, view.app_name)
         parent = await self.store.get(connection.parent_id) if connection.parent_id else None
-        if parent is None or not serves(parent, owner) or not can_sign_in(parent):
+        if parent is None or not serves(parent, owner):
             return ReconnectPlan(Reconnect.NOT_POSSIBLE, view.label, view.app_name)
+        if not can_sign_in(parent):
+            return ReconnectPlan(Reconnect.APP_NOT_CONFIGURED, view.label, view.app_name)
         return ReconnectPlan(Reconnect.READY, view.label, view.app_name, parent)
 
     async def disconnect(self, owner: Owner, connection_id: str) -> ChangeReport:
@@ -130,13 +165,14 @@ class ConnectionsService:
 
         The store reads the person's list once and changes the record once, with its audit
         event in the same update; the event reaches the audit log, and the tokens are revoked,
-        just after the answer. The report carries the
-        list as it is after the change, so the answer needs no other read.
+        just after the answer. The report carries the list as it is after the change, so the
+        answer needs no other read of it (only the parents of signed-out connections are read,
+        to tell whether Reconnect can work for them).
         """
         done = await self.store.disconnect_listed(
             connection_id=connection_id, owner=owner, actor=Actor.person(owner)
         )
-        views = tuple(view_of(c, self.names) for c in done.connections)
+        views = tuple(await self._views(done.connections, owner))
         if done.change is Change.NOT_FOUND:
             return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND, views)
         if done.change is Change.UNCHANGED or done.previous is None:
@@ -160,7 +196,7 @@ class ConnectionsService:
         done = await self.store.delete_listed(
             connection_id=connection_id, owner=owner, actor=Actor.person(owner)
         )
-        views = tuple(view_of(c, self.names) for c in done.connections)
+        views = tuple(await self._views(done.connections, owner))
         if done.change is Change.NOT_FOUND:
             return ChangeReport(ChangeResult.NOT_FOUND, messages.CONNECTION_NOT_FOUND, views)
         if done.change is Change.UNCHANGED or done.previous is None:

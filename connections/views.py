@@ -24,9 +24,38 @@ class ConnectionView:
     status: str  # a ConnectionStatus value
 
     @property
+    def reconnect_blocked(self) -> bool:
+        """True when Reconnect cannot work for it (see `BlockedConnectionView`)."""
+        return False
+
+    @property
+    def can_reconnect(self) -> bool:
+        """Whether the list offers Reconnect for it: signed out, and able to sign in again."""
+        return self.status in RECONNECTABLE and not self.reconnect_blocked
+
+    @property
     def label(self) -> str:
         return messages.CONNECTION_LABEL.format(app=self.app_name, account=self.account)
 
     @property
     def status_label(self) -> str:
         return messages.STATUS_LABELS.get(self.status, self.status)
+
+
+class BlockedConnectionView(ConnectionView):
+    """A connection that Reconnect cannot sign in again: its app is not configured in this bot
+    any more, or its parent connection is gone; the list offers no Reconnect for it.
+
+    A kind of view rather than a field, so that a view's fields stay exactly what a card shows.
+    """
+
+    @property
+    def reconnect_blocked(self) -> bool:
+        return True
+
+
+def blocked(view: ConnectionView) -> ConnectionView:
+    """The same view, marked as one that Reconnect cannot sign in again."""
+    return BlockedConnectionView(
+        id=view.id, app_name=view.app_name, account=view.account, status=view.status
+    )

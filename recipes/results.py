@@ -15,7 +15,9 @@ from typing import Any
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     SIGN_IN_NEEDED = "sign_in_needed"  # the invoker must connect their own account
-    PARENT_UNAVAILABLE = "parent_unavailable"  # the app connection is missing or unauthorized
+    # The app connection is missing, never authorized, or needs authorizing again: `message`
+    # names whom to ask (the parent's configured contact).
+    PARENT_UNAVAILABLE = "parent_unavailable"
     FAILED = "failed"  # the app refused, failed or did not answer
     DUPLICATE = "duplicate"  # this Teams activity already ran
 

@@ -367,6 +367,13 @@ class RecipeRunner:
             )
             if connection is None or connection.status is not ConnectionStatus.CONNECTED:
                 return problem(Outcome.SIGN_IN_NEEDED, sign_in, sign_in_parent=parent), None
+        elif parent.tokens is None:
+            # Stored but never authorized (e.g. `connections create-parent`): say whom to ask
+            # to authorize it, not that it must be authorized "again" or that the run failed.
+            text = messages.RECIPE_PARENT_NOT_AUTHORIZED.format(
+                recipe=recipe.name, app=app_name, contact=configured.contact
+            )
+            return problem(Outcome.PARENT_UNAVAILABLE, text), None
         else:
             connection = parent
 

@@ -6,18 +6,26 @@ endpoint, a small protected API (`/api/opportunities`) and loopback-only test co
 (`/_stats`, `/_control`). All state is in memory and lives as long as the app object.
 
 Run it with `python -m sandbox --help`; build it in tests with `create_app(SandboxConfig(...))`.
+The names below are imported from `sandbox.server` on first use, so that `python -m sandbox`
+can say what to install when the `sandbox` extra (Flask) is missing instead of failing here.
 """
 
-from sandbox.server import (
-    DEFAULT_SCOPES,
-    DEFAULT_USERS,
-    SandboxClient,
-    SandboxConfig,
-    SandboxState,
-    SandboxUser,
-    create_app,
-    sandbox_state,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.server import (
+        DEFAULT_SCOPES,
+        DEFAULT_USERS,
+        SandboxClient,
+        SandboxConfig,
+        SandboxState,
+        SandboxUser,
+        create_app,
+        sandbox_state,
+    )
 
 __all__ = [
     "DEFAULT_SCOPES",
@@ -29,3 +37,9 @@ __all__ = [
     "create_app",
     "sandbox_state",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("sandbox.server"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

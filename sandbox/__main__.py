@@ -12,9 +12,23 @@ import os
 import sys
 from collections.abc import Sequence
 
-from werkzeug.serving import run_simple
+import messages
 
-from sandbox.server import AUTH_METHODS, DEFAULT_SCOPES, SandboxClient, SandboxConfig, create_app
+try:
+    from werkzeug.serving import run_simple
+
+    from sandbox.server import (
+        AUTH_METHODS,
+        DEFAULT_SCOPES,
+        SandboxClient,
+        SandboxConfig,
+        create_app,
+    )
+except ModuleNotFoundError as missing:
+    # Flask (the `sandbox` extra) or one of its dependencies is not installed: one sentence
+    # saying what to install, exit status 2, no traceback.
+    print(messages.SANDBOX_EXTRA_MISSING.format(module=missing.name), file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 def _is_loopback(host: str) -> bool:

@@ -231,3 +231,53 @@ def test_fail_open_configuration_refuses_to_start(
     assert named in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()  # nothing was started, no store created
+
+
+async def test_listening_is_logged_once_when_the_bot_serves(
+    running_bot: tuple[asyncio.subprocess.Process, int], tmp_path: Path
+) -> None:
+    """The bot logs "Listening on" once, after the startup (the store), once it serves."""
+    _process, port = running_bot
+    log = (tmp_path / "bot.log").read_text()
+    listening = messages.LOG_LISTENING % ("127.0.0.1", port)
+    assert log.count("Listening on") == 1
+    assert listening in log
+    assert log.index("Store: embedded MongoDB-compatible server") < log.index(listening)
+
+
+def test_taken_port_never_says_listening(tmp_path: Path) -> None:
+    """With the port already taken the bot says so in one sentence, exits 2, and never logs
+    "Listening on"."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        result = run_app(tmp_path, HOST="127.0.0.1", PORT=str(port))
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Listening on" not in output
+    assert f"HOST 127.0.0.1 and PORT {port} cannot be listened on" in result.stderr
+    assert "Traceback" not in output
+
+
+def test_sandbox_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
+    """`python -m sandbox` without Flask (the `sandbox` extra): one sentence naming the
+    install command, exit 2, no traceback."""
+    blocked = (
+        "import sys; sys.modules['flask'] = None; import runpy; "
+        "runpy.run_module('sandbox', run_name='__main__', alter_sys=True)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", blocked, "--help"],
+        env=environment(PYTHONPATH=str(REPO)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == messages.SANDBOX_EXTRA_MISSING.format(module="flask")
+    assert 'pip install -e ".[sandbox]"' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""

@@ -19,6 +19,7 @@ def test_example_apps_file_loads() -> None:
             "BOX_CLIENT_SECRET",
             "GRAPH_CLIENT_SECRET",
             "ACME_CRM_CLIENT_SECRET",
+            "SANDBOX_CLIENT_SECRET",
         )
     }
     registry = load_registry(EXAMPLE, variables)
@@ -28,9 +29,16 @@ def test_example_apps_file_loads() -> None:
         "box",
         "microsoft_graph",
         "acme_crm",
+        "sandbox",
     }
     assert registry.display_name("acme_crm") == "Acme CRM"
-    assert set(registry.parents) == {"sales_salesforce", "it_servicenow", "files_box", "m365_graph"}
+    assert set(registry.parents) == {
+        "sales_salesforce",
+        "it_servicenow",
+        "files_box",
+        "m365_graph",
+        "sandbox_team",
+    }
     assert registry.parents["files_box"].contact == "your administrator"
     assert registry.parents["sales_salesforce"].tenant == "72f988bf-86f1-41af-91ab-2d7cd011db47"
     assert registry.parents["files_box"].tenant is None
