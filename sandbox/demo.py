@@ -22,13 +22,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from werkzeug.serving import make_server
 
 import messages
 from app import DATABASE_KEY, PathOnlyAccessLogger, configure_logging, create_app
-from sandbox.server import SandboxClient, SandboxConfig
-from sandbox.server import create_app as create_sandbox
 from settings import SettingsError, load_settings
+
+try:
+    from werkzeug.serving import make_server
+
+    from sandbox.server import SandboxClient, SandboxConfig
+    from sandbox.server import create_app as create_sandbox
+except ModuleNotFoundError as missing:
+    # Flask (the `sandbox` extra) is not installed: say what to install, no traceback.
+    print(messages.SANDBOX_EXTRA_MISSING.format(module=missing.name), file=sys.stderr)
+    raise SystemExit(2) from None
 from storage.models import ConnectionStatus, Owner, ProviderAccount
 
 SANDBOX_PORT = 5001

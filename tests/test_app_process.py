@@ -260,12 +260,13 @@ def test_taken_port_never_says_listening(tmp_path: Path) -> None:
     assert "Traceback" not in output
 
 
-def test_sandbox_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
-    """`python -m sandbox` without Flask (the `sandbox` extra): one sentence naming the
-    install command, exit 2, no traceback."""
+@pytest.mark.parametrize("module", ["sandbox", "sandbox.demo"])
+def test_sandbox_without_its_extra_says_what_to_install(tmp_path: Path, module: str) -> None:
+    """`python -m sandbox` (and the demo) without Flask (the `sandbox` extra): one sentence
+    naming the install command, exit 2, no traceback."""
     blocked = (
         "import sys; sys.modules['flask'] = None; import runpy; "
-        "runpy.run_module('sandbox', run_name='__main__', alter_sys=True)"
+        f"runpy.run_module('{module}', run_name='__main__', alter_sys=True)"
     )
     result = subprocess.run(
         [sys.executable, "-c", blocked, "--help"],
