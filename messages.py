@@ -536,7 +536,6 @@ CONSOLE_BAD_ACTION = "choose Disconnect or Delete"
 CONSOLE_NOTHING_CHOSEN = "Choose at least one connection, or act on every matching one."
 CONSOLE_TOO_MANY = "At most {limit} connections can be changed at once; narrow the filters."
 CONSOLE_SIGNIN_FAILED = "Signing in didn't work: {reason} Nothing was changed."
-CONSOLE_LAST_ERROR = "{code} since {at}"
 CONSOLE_PARENT_GONE = "(removed)"
 CONSOLE_WILL_DISCONNECT = (
     "{person} will be signed out of {app} ({account}) and asked to sign in again the next time "
@@ -713,3 +712,46 @@ CLI_DATA_DIR_MISSING = (
     "folder to start a new, empty store. Nothing was done."
 )
 CLI_PRIVILEGES_HEADER = "TENANT\tKIND\tPRINCIPAL\tNAME\tPRIVILEGES"
+
+# --- The record tells its story (issue #15 item 4) ---------------------------------------------
+# A signed-out connection in the person's list: "Needs sign-in since 3 Dec" (UTC days).
+STATUS_SINCE = "{status} since {date}"
+SHORT_DATE = "{day} {month}"
+SHORT_DATE_WITH_YEAR = "{day} {month} {year}"
+SHORT_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# The admin console's words for a connection's last error code (`LastError.code`).
+LAST_ERROR_WORDS = {
+    "invalid_grant": "the app refused the saved sign-in",
+    "unauthorized": "the app refused the access token",
+}
+LAST_ERROR_KNOWN = "{words} ({code})"
+LAST_ERROR_UNKNOWN = "error code {code}"
+LOG_TOUCH_USED_FAILED = "Could not record that a connection was used (%s); a later run will"
+# --- end of issue #15 item 4 -------------------------------------------------------------------
+
+# --- Keeping connections alive and telling breaks (issue 15) ---------------------------------
+APPS_LIFETIME_INVALID = (
+    '{value!r} is not a lifetime: write a whole number and a unit, such as "60d", "12h", '
+    '"30m" or "90s", or "never".'
+)
+LOG_KEEP_ALIVE_ROUND = (
+    "Kept connections alive: %d refreshed, %d already fresh, %d need sign-in, %d not reachable "
+    "(apps skipped after repeated failures: %s)."
+)
+LOG_KEEP_ALIVE_FAILED = "A round of keeping connections alive failed; the next round tries again."
+LOG_NOTICE_FAILED = "Telling a person that their connection broke failed (%s)."
+NOTICE_AN_ADMINISTRATOR = "an administrator"
+NOTICE_WHY_REFRESH_REFUSED = (
+    "The app no longer accepts your saved sign-in: it may have expired, or it was revoked at the "
+    "app."
+)
+NOTICE_WHY_TOKEN_REFUSED = "The app refused the bot's access with your account."  # noqa: S105
+NOTICE_WHY_DISCONNECTED = "{by} signed this connection out."
+NOTICE_WHY_DELETED = "{by} removed this connection."
+NOTICE_TITLE = "Your {app} connection needs attention"
+NOTICE_TITLE_REMOVED = "Your {app} connection was removed"
+NOTICE_RECONNECT = (
+    "Recipes that use it will ask you to sign in again. Reconnect now to have it ready."
+)
+NOTICE_ASK = "To use it again, ask {contact}."
+NOTICE_SINCE = "Since {date}"

@@ -125,6 +125,13 @@ class Settings(BaseSettings):
     signin_sweep_s: float = Field(
         default=30.0, ge=0, le=3600, validation_alias=AliasChoices("SIGNIN_SWEEP_SECONDS")
     )
+    keep_alive_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        validation_alias=AliasChoices("KEEP_ALIVE_SECONDS"),
+        description="How often connections are refreshed ahead of need (0: never).",
+    )
     workers: int | None = Field(
         default=None,
         validation_alias=AliasChoices("WORKERS"),

@@ -27,10 +27,13 @@ from bots.connections_handlers import ConnectionsHandlers
 from bots.connector import Connector
 from bots.delivery import ProactiveSender
 from bots.endpoint import messages_endpoint
+from bots.notices import TeamsNotices
 from bots.recipe_handlers import RecipeHandlers, result_reporter
 from bots.routes import route_table
 from bots.signin_handlers import LoginCardSender, SignInHandlers
 from bots.welcome_handlers import WelcomeHandlers
+from connections.keep_alive import KeepAlive
+from connections.notices import BreakNotices
 from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
 from console.parts import ConsoleParts
@@ -77,6 +80,9 @@ class Wiring:
     bot_tokens: BotTokens | None
     authentication: ChannelAuthentication
     console: ConsoleParts
+    # Telling people their connection broke; keeping connections alive.
+    notices: BreakNotices
+    keep_alive: KeepAlive
     # The POST /api/messages handler.
     receive: Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -118,8 +124,15 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
             public_base_url=str(settings.public_base_url),
             revoke_grant=tokens.revoke_grant,
         )
+        notices = BreakNotices(
+            store=database.connections, audit=database.audit, providers=providers
+        )
+        tokens.on_break = notices.tell_soon
         settler = ConnectionSettler(
-            store=database.connections, audit=database.audit, revoke_grant=tokens.revoke_grant
+            store=database.connections,
+            audit=database.audit,
+            revoke_grant=tokens.revoke_grant,
+            tell_notice=notices.tell_one,
         )
         connections = ConnectionsService(
             store=database.connections,
@@ -146,6 +159,14 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
         own_token = bot_tokens(settings)
         connector = Connector(session, own_token)
         proactive = ProactiveSender(connector)
+        notices.tell = TeamsNotices(proactive).tell
+        keep_alive = KeepAlive(
+            providers=providers,
+            store=database.connections,
+            tokens=tokens,
+            leases=database.leases,
+            interval_s=settings.keep_alive_s or 300.0,
+        )
         resumer = RunResumer(
             runner=runner,
             runs=database.recipe_runs,
@@ -155,6 +176,7 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
             also_sweep=(
                 signin.sweep,
                 settler.sweep,
+                notices.sweep,
                 functools.partial(
                     drain_all,
                     [
@@ -210,6 +232,9 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
             if settings.signin_sweep_s > 0
             else None
         )
+        keeper = (
+            asyncio.create_task(keep_alive.run_forever()) if settings.keep_alive_s > 0 else None
+        )
         try:
             yield Wiring(
                 database=database,
@@ -223,15 +248,19 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
                 bot_tokens=own_token,
                 authentication=authentication,
                 console=console,
+                notices=notices,
+                keep_alive=keep_alive,
                 receive=messages_endpoint(authentication, bot.on_turn),
             )
         finally:
-            await background.stop(sweeper)
+            await background.stop(sweeper, keeper)
             await authentication.close()
             if own_token is not None:
                 await own_token.close()
             await search.close()
             await console.signin.close()
             await recipe_handlers.close()
+            await runner.close()
             await settler.close()
+            await notices.close()
             await signin.close()

@@ -90,6 +90,50 @@ class ProactiveSender:
         body = addressed(activity_json(reply), reference, reply_to_id)
         await self.connector.send(service_url, conversation_id, body, reply_to_id)
 
+    async def post_privately(
+        self,
+        reference: ConversationRef,
+        member: Json,
+        tenant_id: str,
+        build: Callable[[ConversationRef], Awaitable[Reply]],
+    ) -> bool:
+        """Open (or reuse) the 1:1 chat between the bot of `reference` and `member` (on the
+        reference's service) and post what `build` makes for it.
+
+        Returns:
+            False when Teams refuses, typically because the app is not installed for that
+            person.
+        """
+        parameters: Json = {"isGroup": False, "bot": reference.get("bot", {}), "members": [member]}
+        if tenant_id:
+            parameters["tenantId"] = tenant_id
+            parameters["channelData"] = {"tenant": {"id": tenant_id}}
+        try:
+            created = await self.connector.create_conversation(
+                str(reference.get("serviceUrl", "")), parameters
+            )
+            conversation_id = created.get("id")
+            if not isinstance(conversation_id, str) or not conversation_id:
+                raise ConnectorError(None, "no conversation id in the answer")
+            conversation: Json = {
+                "id": conversation_id,
+                "isGroup": False,
+                "conversationType": "personal",
+            }
+            if tenant_id:
+                conversation["tenantId"] = tenant_id
+            private: ConversationRef = {
+                **reference,
+                "user": reference.get("user") or member,
+                "activityId": str(created.get("activityId") or ""),
+                "conversation": conversation,
+            }
+            await self.post(private, await build(private))
+        except ConnectorError as error:
+            log.info(messages.LOG_PRIVATE_CHAT_FAILED, error.status or "no answer")
+            return False
+        return True
+
     async def continue_as(
         self,
         reference: ConversationRef,
@@ -125,41 +169,12 @@ class TeamsReplies:
             person.
         """
         activity = self._activity
-        tenant_id = tenant_id_of(activity)
         member: Json = {"id": activity.sender.id}
         if activity.sender.aad_object_id:
             member["aadObjectId"] = activity.sender.aad_object_id
-        parameters: Json = {
-            "isGroup": False,
-            "bot": activity.recipient.as_json(),
-            "members": [member],
-        }
-        if tenant_id:
-            parameters["tenantId"] = tenant_id
-            parameters["channelData"] = {"tenant": {"id": tenant_id}}
-        connector = self._proactive.connector
-        try:
-            created = await connector.create_conversation(activity.service_url, parameters)
-            conversation_id = created.get("id")
-            if not isinstance(conversation_id, str) or not conversation_id:
-                raise ConnectorError(None, "no conversation id in the answer")
-            conversation: Json = {
-                "id": conversation_id,
-                "isGroup": False,
-                "conversationType": "personal",
-            }
-            if tenant_id:
-                conversation["tenantId"] = tenant_id
-            private: ConversationRef = {
-                **activity.reference(),
-                "activityId": str(created.get("activityId") or ""),
-                "conversation": conversation,
-            }
-            await self._proactive.post(private, await build(private))
-        except ConnectorError as error:
-            log.info(messages.LOG_PRIVATE_CHAT_FAILED, error.status or "no answer")
-            return False
-        return True
+        return await self._proactive.post_privately(
+            activity.reference(), member, tenant_id_of(activity), build
+        )
 
     async def continue_later(self, work: Callable[[Turn], Awaitable[None]]) -> None:
         """Run `work` in this conversation after the turn has ended, on behalf of the same

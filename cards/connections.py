@@ -1,8 +1,13 @@
-"""The personal connections picklist, its delete confirmation, and a plain message card."""
+"""The personal connections picklist, its delete confirmation, and a plain message card.
+
+Dates are UTC days ("3 Dec"; "3 Dec 2024" in another year than today's): a person's list names
+a day, never a time, so a few hours of time zone rarely matter and the card needs no locale.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 
 import messages
 from cards.adaptive import Card, Element, card, execute, notice, text, title
@@ -30,9 +35,32 @@ def clamp_page(page: int, total: int) -> int:
     return min(max(page, 0), page_count(total) - 1)
 
 
-def choice_title(view: ConnectionView) -> str:
+def short_date(when: datetime, today: date) -> str:
+    """A day as people write it: "3 Dec", with the year only when it is not `today`'s.
+
+    Args:
+        when: an aware datetime (a naive one is taken as UTC); its UTC day is shown.
+        today: the UTC day the card is made on.
+    """
+    day = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    month = messages.SHORT_MONTHS[day.month - 1]
+    if day.year == today.year:
+        return messages.SHORT_DATE.format(day=day.day, month=month)
+    return messages.SHORT_DATE_WITH_YEAR.format(day=day.day, month=month, year=day.year)
+
+
+def status_text(view: ConnectionView, today: date) -> str:
+    """The status in words, with since when for a signed-out one ("Needs sign-in since 3 Dec")."""
+    if view.since is None:
+        return view.status_label
+    return messages.STATUS_SINCE.format(
+        status=view.status_label, date=short_date(view.since, today)
+    )
+
+
+def choice_title(view: ConnectionView, today: date) -> str:
     return messages.CONNECTION_CHOICE.format(
-        app=view.app_name, account=view.account, status=view.status_label
+        app=view.app_name, account=view.account, status=status_text(view, today)
     )
 
 
@@ -43,6 +71,7 @@ def connections_picklist(
     result: str | None = None,
     problem: str | None = None,
     has_recipes: bool = True,
+    today: date | None = None,
 ) -> Card:
     """The picklist of a person's runtime connections with Disconnect and Delete, and
     Reconnect when a shown connection can be signed in again.
@@ -54,6 +83,7 @@ def connections_picklist(
         problem: a one-line problem to show instead (e.g. nothing was chosen).
         has_recipes: False when the bot has no recipes: an empty list then says that nothing
             will ask the person to sign in yet.
+        today: the UTC day that decides whether a date shows its year (None: the clock's).
     """
     body: list[Element] = [title(messages.CONNECTIONS_TITLE)]
     if result:
@@ -67,6 +97,7 @@ def connections_picklist(
         return card(body)
 
     page = clamp_page(page, len(views))
+    day = today if today is not None else datetime.now(UTC).date()
     first = page * PAGE_SIZE
     shown = views[first : first + PAGE_SIZE]
     if len(views) > PAGE_SIZE:
@@ -88,7 +119,7 @@ def connections_picklist(
             "errorMessage": messages.CONNECTIONS_PICK_REQUIRED,
             "placeholder": messages.CONNECTIONS_PICK_PLACEHOLDER,
             "label": messages.CONNECTION_PICKER_LABEL,
-            "choices": [{"title": choice_title(view), "value": view.id} for view in shown],
+            "choices": [{"title": choice_title(view, day), "value": view.id} for view in shown],
         }
     )
     body.append(text(messages.CONNECTIONS_HINT, isSubtle=True, size="Small"))

@@ -34,12 +34,24 @@ from storage.outbox import drain
 
 
 def view_of(connection: Connection, names: Callable[[str], str] = display_name) -> ConnectionView:
-    """What a card shows of a stored connection (`names`: an app key to the name people see)."""
+    """What a card shows of a stored connection (`names`: an app key to the name people see).
+
+    A signed-out connection carries since when: for Needs sign-in the time its refresh was
+    refused (`last_error.at`), else its last change of status (`updated_at`). A connected one
+    carries none: the list stays short. Never the error's code or a provider's words.
+    """
+    since = None
+    if connection.status is ConnectionStatus.NEEDS_REAUTH:
+        error = connection.last_error
+        since = error.at if error is not None else connection.updated_at
+    elif connection.status is ConnectionStatus.DISCONNECTED:
+        since = connection.updated_at
     return ConnectionView(
         id=connection.id,
         app_name=names(connection.provider),
         account=connection.account_label,
         status=connection.status.value,
+        since=since,
     )
 
 

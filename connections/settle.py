@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,8 @@ class ConnectionSettler:
     store: ConnectionStore
     audit: AuditLog
     revoke_grant: GrantRevoker | None
+    # Tells the owner about a break the change left a notice for (connections/notices.py).
+    tell_notice: Callable[[ObjectId], Awaitable[Any]] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -80,6 +83,8 @@ class ConnectionSettler:
                 self.store.collection, connection_id, revocation_event
             ):
                 await drain(self.store.collection, connection_id, self.audit)
+            if self.tell_notice is not None:
+                await self.tell_notice(connection_id)
             await self.store.purge_tombstone(connection_id)
         except Exception:  # one record must not stop the others; the sweep retries it
             log.warning(messages.LOG_SETTLE_DEFERRED, exc_info=True)

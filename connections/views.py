@@ -6,7 +6,8 @@ the card builders (`cards/`) draw them without importing storage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 
 import messages
 
@@ -22,6 +23,8 @@ class ConnectionView:
     app_name: str
     account: str
     status: str  # a ConnectionStatus value
+    # Since when it has been in that status, for a signed-out one (None: not shown); UTC.
+    since: datetime | None = None
 
     @property
     def reconnect_blocked(self) -> bool:
@@ -56,6 +59,28 @@ class BlockedConnectionView(ConnectionView):
 
 def blocked(view: ConnectionView) -> ConnectionView:
     """The same view, marked as one that Reconnect cannot sign in again."""
+    # Every field, so that a field added to the view is never dropped here.
     return BlockedConnectionView(
-        id=view.id, app_name=view.app_name, account=view.account, status=view.status
+        **{field.name: getattr(view, field.name) for field in fields(view)}
     )
+
+
+@dataclass(frozen=True)
+class BreakNotice:
+    """What a break notice says (connections/notices.py): never tokens, never a provider's
+    words."""
+
+    connection_id: str
+    app_name: str
+    account: str
+    reason: str  # a storage.notices reason
+    why: str  # the reason in plain words
+    since: datetime
+    # Reconnect can work: the connection is kept and its app is configured.
+    can_reconnect: bool
+    # Whom to ask, for a connection an administrator removed.
+    contact: str = ""
+
+    @property
+    def label(self) -> str:
+        return messages.CONNECTION_LABEL.format(app=self.app_name, account=self.account)

@@ -6,14 +6,22 @@ store in `provider`, so it must not change once connections exist. Presets fill 
 of Salesforce, ServiceNow, Box, Microsoft Graph and the local sandbox; `preset = "custom"`
 describes any other OAuth2 app. Client secrets are never in the file: `client_secret_env` names
 the environment variable that holds it.
+
+Keeping connections alive (connections/keep_alive.py) reads two settings per app:
+`refresh_token_idle_lifetime` ("60d", "12h", "30m", "90s", or "never"), how long the provider
+keeps a refresh token that nobody uses (presets: Box 60 days, Microsoft 90 days; Salesforce and
+ServiceNow follow each org's policy, so they are unset unless configured), and
+`keep_access_token_fresh`, for apps whose connections recipes use in the background.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +67,10 @@ class Provider:
     account_fields: tuple[str, ...] = ("email", "preferred_username", "name")
     account_id_fields: tuple[str, ...] = ("sub", "id", "user_id")
     extra_authorize_params: Mapping[str, str] = field(default_factory=dict)
+    # How long the provider keeps a refresh token nobody uses (None: as long as it is valid).
+    refresh_token_idle_lifetime: timedelta | None = None
+    # Keep access tokens refreshed ahead of expiry (apps recipes use in the background).
+    keep_access_token_fresh: bool = False
 
 
 class AppConfig(BaseModel):
@@ -87,6 +99,16 @@ class AppConfig(BaseModel):
     userinfo_url: str | None = None
     api_base_url: str | None = None
     account_field: str | None = None
+    # "60d", "12h", "30m", "90s" or "never"; unset: the preset's.
+    refresh_token_idle_lifetime: str | None = None
+    keep_access_token_fresh: bool = False
+
+    @field_validator("refresh_token_idle_lifetime")
+    @classmethod
+    def _lifetime(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_lifetime(value)
+        return value
 
     @field_validator("host")
     @classmethod
@@ -97,6 +119,25 @@ class AppConfig(BaseModel):
         ):
             raise ValueError(messages.APPS_SALESFORCE_HOST)
         return value
+
+
+_LIFETIME = re.compile(r"(\d{1,6})\s*([dhms])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_lifetime(value: str) -> timedelta | None:
+    """A lifetime such as "60d", "12h", "30m" or "90s"; "never" is None.
+
+    Raises:
+        ValueError: with a sentence saying what is accepted.
+    """
+    text = value.strip().lower()
+    if text == "never":
+        return None
+    match = _LIFETIME.fullmatch(text)
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(messages.APPS_LIFETIME_INVALID.format(value=value))
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def _https(url: str, what: str) -> str:
@@ -118,6 +159,9 @@ def build_provider(key: str, app: AppConfig, environ: Mapping[str, str]) -> Prov
             )
     preset = _PRESETS[app.preset](app)
     scopes = tuple(app.scopes) if app.scopes is not None else preset["scopes"]
+    idle = preset.get("refresh_token_idle_lifetime")
+    if app.refresh_token_idle_lifetime is not None:
+        idle = parse_lifetime(app.refresh_token_idle_lifetime)
     account_fields = preset.get("account_fields", Provider.account_fields)
     if app.account_field:
         account_fields = (app.account_field, *account_fields)
@@ -138,6 +182,8 @@ def build_provider(key: str, app: AppConfig, environ: Mapping[str, str]) -> Prov
         api_base_url_token_field=preset.get("api_base_url_token_field"),
         account_fields=account_fields,
         account_id_fields=preset.get("account_id_fields", Provider.account_id_fields),
+        refresh_token_idle_lifetime=idle,
+        keep_access_token_fresh=app.keep_access_token_fresh,
     )
 
 
@@ -183,6 +229,8 @@ def _box(app: AppConfig) -> dict[str, Any]:
         "scopes": (),
         "pkce": False,
         "api_base_url": "https://api.box.com/2.0",
+        # Box: "a refresh token is valid for 60 days" and single-use.
+        "refresh_token_idle_lifetime": timedelta(days=60),
         "account_fields": ("login", "name"),
         "account_id_fields": ("id",),
     }
@@ -199,6 +247,8 @@ def _microsoft_graph(app: AppConfig) -> dict[str, Any]:
         "scopes": ("openid", "profile", "offline_access", "User.Read"),
         "pkce": True,
         "api_base_url": "https://graph.microsoft.com/v1.0",
+        # Microsoft identity platform: refresh tokens unused for 90 days lapse.
+        "refresh_token_idle_lifetime": timedelta(days=90),
         "account_fields": ("mail", "userPrincipalName"),
         "account_id_fields": ("id",),
     }

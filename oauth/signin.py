@@ -453,6 +453,8 @@ class SignInService:
             scopes=login.scopes,
             api_base_url=login.api_base_url,
             actor=Actor.person(owner),
+            # Where the person can be told if this connection breaks later.
+            reach=login.conversation or None,
         )
         try:
             await drain(self.connections.collection, ObjectId(connection.id), self.audit)

@@ -9,13 +9,18 @@ crowd of turns costs one database round trip each, not a polling storm. Whoever 
 lease waits and re-reads the record until the holder has stored the new tokens (bounded).
 
 `invalid_grant` on refresh marks the connection Needs sign-in (`NeedsSignIn`); network errors
-and 5xx leave it as it is (`TokenUnavailable`: try again later).
+and 5xx leave it as it is (`TokenUnavailable`: try again later). Whoever marks a connection
+broken calls `on_break` with its id once, so its owner can be told (connections/notices.py).
+
+`refresh_ahead` is the background job's refresh (connections/keep_alive.py): under the same
+lease, only while the connection is still due, and never waiting for another holder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,12 +56,30 @@ class TokenUnavailable(Exception):
 GrantRevoker = Callable[[str, EncryptedTokens], Awaitable[str]]
 
 
+class Ahead(StrEnum):
+    """What a refresh ahead of need came to."""
+
+    REFRESHED = "refreshed"
+    NOT_DUE = "not_due"  # refreshed meanwhile, signed out, or someone is refreshing it now
+    BROKEN = "broken"  # the provider refused: the connection now needs sign-in
+    UNAVAILABLE = "unavailable"  # the provider could not answer; the connection is unchanged
+
+
+# Whether a connection (its record and its opened tokens) still needs refreshing ahead.
+StillDue = Callable[[Connection, dict[str, Any]], bool]
+
+
 class RevokeResult(StrEnum):
     REVOKED = "revoked"
     NOT_SUPPORTED = "not_supported"  # the provider has no revocation endpoint (Microsoft)
     NOTHING_TO_REVOKE = "nothing_to_revoke"
     FAILED = "failed"  # worth trying again later (network, 5xx)
     IMPOSSIBLE = "impossible"  # the app is no longer configured, or the tokens cannot be read
+
+
+def _error_code(error: str) -> str:
+    """An OAuth2 error code fit to keep (RFC 6749's vocabulary); anything else is "refused"."""
+    return error if re.fullmatch(r"[a-z_]{1,40}", error or "") else "refused"
 
 
 def _expires_at(tokens: dict[str, Any]) -> datetime | None:
@@ -76,6 +99,8 @@ class TokenService:
     providers: ProviderRegistry
     connections: ConnectionStore
     cipher: TokenCipher
+    # Told the id of each connection this service marked Needs sign-in (once per break).
+    on_break: Callable[[str], None] | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     async def access_token(self, connection_id: str) -> str:
@@ -103,7 +128,47 @@ class TokenService:
         async with lock:
             return await self._refresh_once(connection_id, rejected=rejected)
 
+    async def refresh_ahead(self, connection_id: str, *, still_due: StillDue) -> Ahead:
+        """Refresh a connection before anyone needs it, if `still_due` says so once the
+        refresh lease is held (so two processes never refresh it twice)."""
+        now = datetime.now(UTC)
+        holder = uuid.uuid4().hex
+        if not await self.connections.take_refresh_lease(
+            connection_id=connection_id, holder=holder, until=now + LEASE, now=now
+        ):
+            return Ahead.NOT_DUE  # someone is refreshing it right now
+        try:
+            try:
+                connection, tokens = await self._read_record(connection_id)
+            except NeedsSignIn:
+                return Ahead.NOT_DUE  # signed out, removed, or unreadable: nothing to keep
+            if not still_due(connection, tokens):
+                return Ahead.NOT_DUE
+            await self._refresh_with(connection, tokens, holder)
+        except NeedsSignIn:
+            return Ahead.BROKEN
+        except TokenUnavailable:
+            return Ahead.UNAVAILABLE
+        finally:
+            await self.connections.release_refresh_lease(connection_id=connection_id, holder=holder)
+        return Ahead.REFRESHED
+
+    async def mark_broken(self, connection_id: str, code: str) -> bool:
+        """Mark the connection Needs sign-in because the provider refused it (`code`, never its
+        words); True only to the call that made the change, whose owner is then told."""
+        marked = await self.connections.mark_needs_reauth(
+            connection_id=connection_id, error_code=code
+        )
+        if marked and self.on_break is not None:
+            self.on_break(connection_id)
+        return marked
+
     async def _read(self, connection_id: str) -> dict[str, Any]:
+        _, tokens = await self._read_record(connection_id)
+        return tokens
+
+    async def _read_record(self, connection_id: str) -> tuple[Connection, dict[str, Any]]:
+        """The connected record and its opened tokens (one read)."""
         connection = await self.connections.get(connection_id)
         if (
             connection is None
@@ -112,7 +177,7 @@ class TokenService:
         ):
             raise NeedsSignIn(connection_id)
         try:
-            return self.cipher.open(connection.tokens)
+            return connection, self.cipher.open(connection.tokens)
         except TokenDecryptionError:
             raise NeedsSignIn(connection_id) from None
 
@@ -145,21 +210,27 @@ class TokenService:
         self, connection_id: str, holder: str, rejected: str | None = None
     ) -> str:
         # Re-read inside the lease: the previous holder may have just finished.
-        tokens = await self._read(connection_id)
+        connection, tokens = await self._read_record(connection_id)
         if _fresh(tokens, datetime.now(UTC)) and tokens["access_token"] != rejected:
             return str(tokens["access_token"])
-        connection = await self.connections.get(connection_id)
-        assert connection is not None
+        return await self._refresh_with(connection, tokens, holder)
+
+    async def _refresh_with(
+        self, connection: Connection, tokens: dict[str, Any], holder: str
+    ) -> str:
+        """Refresh `connection` (as read under the lease, with its opened `tokens`) and store
+        the new tokens while the lease is still held."""
+        connection_id = connection.id
         provider = self.providers.get(connection.provider)
         refresh_token = tokens.get("refresh_token")
         if provider is None or not isinstance(refresh_token, str):
-            await self.connections.mark_needs_reauth(connection_id=connection_id)
+            await self.mark_broken(connection_id, "no_refresh_token")
             raise NeedsSignIn(connection_id)
         try:
             fresh = await refresh(provider, refresh_token=refresh_token)
         except OAuthRejected as rejected:
             log.info(messages.LOG_REFRESH_REJECTED, connection.provider, rejected.error)
-            await self.connections.mark_needs_reauth(connection_id=connection_id)
+            await self.mark_broken(connection_id, _error_code(rejected.error))
             raise NeedsSignIn(connection_id) from None
         except ProviderUnavailable as unavailable:
             log.warning(messages.LOG_PROVIDER_UNAVAILABLE, connection.provider, unavailable)

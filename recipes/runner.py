@@ -61,6 +61,14 @@ ACTION_TIMEOUT_S = 20.0
 RUN_LEASE_MARGIN = timedelta(seconds=10)
 # A runner stops retrying a store write this long before its lease ends.
 STORE_SAFETY = timedelta(seconds=2)
+# "Last used" is read in days (the list, the console's unused filter): one write per connection
+# per this many seconds per process is plenty, and spares the store a write per run.
+TOUCH_EVERY_S = 60.0
+# Recording a use waits at most this long for the store; a lost one is only a date.
+TOUCH_TIMEOUT_S = 5.0
+# Beyond this many remembered connections, those touched longer ago than TOUCH_EVERY_S are
+# forgotten (they would be written again anyway), so the memory stays bounded.
+TOUCHED_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,12 @@ class RecipeRunner:
     tokens: TokenService
     session: aiohttp.ClientSession
     action_timeout_s: float = ACTION_TIMEOUT_S
+    # Background writes of `last_used_at`, kept referenced until done (asyncio keeps only weak
+    # references to tasks), and when each connection was last touched (loop time).
+    _touching: set[asyncio.Task[None]] = field(
+        default_factory=set, init=False, repr=False, compare=False
+    )
+    _touched: dict[str, float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     async def run(self, request: RunRequest) -> RunResult:
         recipe = request.recipe
@@ -234,6 +248,36 @@ class RecipeRunner:
         # Whatever happens now is final: a second sign-in request would loop.
         await self._record(run.id, request, result, acted_as, until=lease_until)
         return replace(result, sign_in_parent=None, run_id=run.id)
+
+    async def close(self) -> None:
+        """Let the last uses being recorded finish (bounded) at shutdown."""
+        if self._touching:
+            await asyncio.wait(set(self._touching), timeout=TOUCH_TIMEOUT_S)
+
+    def _touch_later(self, connection_id: str) -> None:
+        """Record that a run used the connection, in the background: the person's answer never
+        waits for it. At most once per connection per TOUCH_EVERY_S in this process."""
+        clock = asyncio.get_running_loop().time()
+        last = self._touched.get(connection_id)
+        if last is not None and clock - last < TOUCH_EVERY_S:
+            return
+        if len(self._touched) >= TOUCHED_KEPT:
+            self._touched = {
+                key: at for key, at in self._touched.items() if clock - at < TOUCH_EVERY_S
+            }
+        self._touched[connection_id] = clock
+        task = asyncio.create_task(self._touch(connection_id, datetime.now(UTC)))
+        self._touching.add(task)
+        task.add_done_callback(self._touching.discard)
+
+    async def _touch(self, connection_id: str, now: datetime) -> None:
+        try:
+            async with asyncio.timeout(TOUCH_TIMEOUT_S):
+                await self.connections.touch_used(connection_id=connection_id, now=now)
+        except Exception as error:  # only a date is lost; the run itself succeeded
+            # Forgotten, so that the next run of this connection tries again.
+            self._touched.pop(connection_id, None)
+            log.warning(messages.LOG_TOUCH_USED_FAILED, type(error).__name__)
 
     def lease_until(self) -> datetime:
         """How long a running run may go without ending before the sweeper takes it over."""
@@ -401,7 +445,7 @@ class RecipeRunner:
         except TimeoutError:
             return timed_out, connection
         except (_Unauthorized, NeedsSignIn):
-            await self.connections.mark_needs_reauth(connection_id=connection.id)
+            await self.tokens.mark_broken(connection.id, "unauthorized")
             if verify:
                 return problem(Outcome.SIGN_IN_NEEDED, sign_in, sign_in_parent=parent), None
             return problem(Outcome.PARENT_UNAVAILABLE, parent_needs_auth), None
@@ -413,6 +457,8 @@ class RecipeRunner:
         except _AppRefused as refused:
             text = messages.RECIPE_PROVIDER_ERROR.format(app=app_name, detail=refused.detail)
             return problem(Outcome.FAILED, text), connection
+        # The app accepted the action with this connection: that is a use worth dating.
+        self._touch_later(connection.id)
         succeeded = RunResult(
             Outcome.SUCCEEDED,
             recipe_name=recipe.name,

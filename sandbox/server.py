@@ -28,7 +28,11 @@ takes a JSON object; `reset` is applied first, then the other keys:
 - `access_token_lifetime: seconds` (>= 1): for tokens issued from now on;
 - `hang_s: seconds` (0 to 120; 0 is off): token, revoke, userinfo and `/api/*` requests wait
   that long before they are answered (a provider that hangs);
-- `expire_access_tokens: true`: every access token issued so far is expired now.
+- `expire_access_tokens: true`: every access token issued so far is expired now;
+- `refresh_token_idle_lifetime: seconds` (>= 1, null: never): a refresh token unused for that
+  long is refused with `invalid_grant`, as Box does after 60 days;
+- `age_refresh_tokens: seconds`: every refresh token issued so far counts as that much older
+  (time passing, without waiting for it).
 """
 
 from __future__ import annotations
@@ -147,6 +151,8 @@ class SandboxConfig:
     clients: tuple[SandboxClient, ...]
     users: tuple[SandboxUser, ...] = DEFAULT_USERS
     access_token_lifetime: int = 3600
+    # Seconds a refresh token may stay unused before it is refused (None: forever).
+    refresh_token_idle_lifetime: int | None = None
     issuer: str | None = None
     # When set, the sandbox is also an OpenID Connect issuer at `<base>/<oidc_tenant>` whose ID
     # tokens name this tenant (`tid`): see sandbox/oidc.py.
@@ -320,6 +326,7 @@ class SandboxState:
         self.fail_refresh_with: str | None = None
         self.fail_refresh_remaining: int | None = None  # None with an error set: every refresh
         self.access_token_lifetime = config.access_token_lifetime
+        self.refresh_token_idle_lifetime = config.refresh_token_idle_lifetime
         self.hang_s = 0.0
 
     # counters
@@ -341,6 +348,7 @@ class SandboxState:
                 "fail_refresh_with": self.fail_refresh_with,
                 "fail_refresh_remaining": self.fail_refresh_remaining,
                 "access_token_lifetime": self.access_token_lifetime,
+                "refresh_token_idle_lifetime": self.refresh_token_idle_lifetime,
                 "hang_s": self.hang_s,
             }
 
@@ -354,6 +362,8 @@ class SandboxState:
             "access_token_lifetime",
             "expire_access_tokens",
             "hang_s",
+            "refresh_token_idle_lifetime",
+            "age_refresh_tokens",
         }
         if unknown := sorted(set(changes) - known):
             raise ValueError(f"unknown control(s): {', '.join(unknown)}")
@@ -371,6 +381,14 @@ class SandboxState:
         lifetime = changes.get("access_token_lifetime", _ABSENT)
         if lifetime is not _ABSENT:
             _check_lifetime(lifetime)
+        idle = changes.get("refresh_token_idle_lifetime", _ABSENT)
+        if idle is not _ABSENT and idle is not None:
+            _check_lifetime(idle)
+        age = changes.get("age_refresh_tokens", _ABSENT)
+        if age is not _ABSENT and (
+            isinstance(age, bool) or not isinstance(age, int | float) or age < 0
+        ):
+            raise ValueError("age_refresh_tokens must be a number of seconds >= 0")
         hang = changes.get("hang_s", _ABSENT)
         if hang is not _ABSENT and (
             isinstance(hang, bool) or not isinstance(hang, int | float) or not 0 <= hang <= 120
@@ -386,6 +404,7 @@ class SandboxState:
                 self.fail_refresh_with = None
                 self.fail_refresh_remaining = None
                 self.access_token_lifetime = self.config.access_token_lifetime
+                self.refresh_token_idle_lifetime = self.config.refresh_token_idle_lifetime
                 self.opportunities.clear()
                 self.hang_s = 0.0
             if "down" in changes:
@@ -399,6 +418,11 @@ class SandboxState:
                     self.fail_refresh_remaining = times
             if lifetime is not _ABSENT:
                 self.access_token_lifetime = lifetime
+            if idle is not _ABSENT:
+                self.refresh_token_idle_lifetime = idle
+            if age is not _ABSENT:
+                for token in self.by_refresh.values():
+                    token.issued_at -= age
             if changes.get("expire_access_tokens"):
                 for token in self.by_access.values():
                     token.expired = True
@@ -546,6 +570,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             token = state.by_refresh.get(refresh_token)
             if token is None or token.refresh_revoked:
                 return None
+            idle = state.refresh_token_idle_lifetime
+            if idle is not None and time.time() - token.issued_at >= idle:
+                return None  # unused for too long (refreshing issues a new one)
             return token
 
     def authenticate_user(self, refresh_token: Token) -> SandboxUser:

@@ -33,6 +33,8 @@ SIGNIN_VOIDED = "signin.voided"
 # What revoking a disconnected or deleted connection's tokens at the provider came to (the
 # revocation runs after the person's answer; see connections/settle.py).
 CONNECTION_REVOKED = "connection.revoked"
+# The owner was told (once) that their connection broke; details: why, and how telling went.
+CONNECTION_BREAK_NOTIFIED = "connection.break_notified"
 
 
 class AuditLog:

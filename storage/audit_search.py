@@ -19,6 +19,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from storage.audit import (
     CONNECTION_ACCOUNT_CHANGED,
+    CONNECTION_BREAK_NOTIFIED,
     CONNECTION_CREATED,
     CONNECTION_DELETED,
     CONNECTION_DISCONNECTED,
@@ -58,6 +59,7 @@ ACTIONS = tuple(
             CONNECTION_ACCOUNT_CHANGED,
             CONNECTION_REVOKE_FAILED,
             CONNECTION_REVOKED,
+            CONNECTION_BREAK_NOTIFIED,
             SIGNIN_VOIDED,
             PRIVILEGES_GRANTED,
             PRIVILEGES_REVOKED,

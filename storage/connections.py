@@ -27,7 +27,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from storage import revocations
+from storage import notices, revocations
 from storage.audit import (
     CONNECTION_ACCOUNT_CHANGED,
     CONNECTION_CREATED,
@@ -46,6 +46,7 @@ from storage.models import (
     Owner,
     ProviderAccount,
 )
+from storage.notices import NOTICE
 from storage.outbox import HAS_EVENTS, OUTBOX, ensure_outbox_index, push
 from storage.revocations import REVOCATION
 from storage.search_terms import SEARCH_TERMS, terms_of
@@ -154,6 +155,15 @@ class ConnectionStore:
         )
         await ensure_outbox_index(self._connections)
         await revocations.ensure_revocation_index(self._connections)
+        await notices.ensure_notice_index(self._connections)
+        await self._connections.create_index(
+            [("provider", ASCENDING), ("status", ASCENDING), ("tokens_issued_at", ASCENDING)],
+            name="refresh_tokens_by_age",
+        )
+        await self._connections.create_index(
+            [("status", ASCENDING), ("tokens.expires_at", ASCENDING)],
+            name="access_tokens_by_expiry",
+        )
         await self._connections.create_index(
             [("kind", ASCENDING), ("name", ASCENDING), ("tenant_id", ASCENDING)],
             name="parents_by_name_and_tenant",
@@ -257,6 +267,7 @@ class ConnectionStore:
                     "status": ConnectionStatus.CONNECTED.value,
                     "refresh_lease_until": None,
                     "updated_at": datetime.now(UTC),
+                    "tokens_issued_at": datetime.now(UTC),
                     **replaced,
                 },
                 "$inc": {"version": 1},
@@ -286,6 +297,7 @@ class ConnectionStore:
         tokens: EncryptedTokens | None = None,
         status: ConnectionStatus = ConnectionStatus.CONNECTED,
         actor: Actor | None = None,
+        reach: Document | None = None,
     ) -> Connection:
         """Store one person's runtime connection under an existing parent.
 
@@ -307,6 +319,7 @@ class ConnectionStore:
             api_base_url=api_base_url or parent.api_base_url,
             tokens=tokens,
             status=status,
+            reach=reach,
         )
         created = Connection.from_document(document)
         if actor is not None:
@@ -331,6 +344,7 @@ class ConnectionStore:
         api_base_url: str | None,
         tokens: EncryptedTokens | None,
         status: ConnectionStatus,
+        reach: Document | None = None,
     ) -> Document:
         now = datetime.now(UTC)
         document: Document = {
@@ -348,6 +362,8 @@ class ConnectionStore:
             "created_at": now,
             "updated_at": now,
             "last_used_at": None,
+            "tokens_issued_at": now if tokens else None,
+            "reach": reach,
             SEARCH_TERMS: terms_of(owner.model_dump(), account.model_dump() if account else None),
         }
         if parent_id is not None:
@@ -364,6 +380,7 @@ class ConnectionStore:
         scopes: list[str],
         api_base_url: str | None,
         actor: Actor | None = None,
+        reach: Document | None = None,
     ) -> tuple[Connection, Connection | None]:
         """Write a verified sign-in: update the person's connection for that parent, or create it,
         with its audit events (created; or reconnected, and account changed) in the same write.
@@ -391,8 +408,11 @@ class ConnectionStore:
             "owner.name": owner.name,
             "owner.teams_user_id": owner.teams_user_id,
             "updated_at": datetime.now(UTC),
+            "tokens_issued_at": datetime.now(UTC),
             SEARCH_TERMS: terms_of(owner.model_dump(), account.model_dump()),
         }
+        if reach is not None:
+            changes["reach"] = reach
         # Two attempts: a concurrent create for the same person and parent loses to the unique
         # index, and then the update finds the winner's record.
         for _ in range(2):
@@ -436,6 +456,7 @@ class ConnectionStore:
                     api_base_url=api_base_url,
                     tokens=tokens,
                     actor=who,
+                    reach=reach,
                 )
             except ConnectionExists:
                 continue
@@ -446,17 +467,16 @@ class ConnectionStore:
         self, *, connection_id: str, holder: str, until: datetime, now: datetime
     ) -> bool:
         """Take the connection's refresh lease unless someone holds a live one (all processes)."""
-        result = await self._connections.update_one(
-            {
-                "_id": ObjectId(connection_id),
-                "$or": [
-                    {"refresh_lease_until": None},
-                    {"refresh_lease_until": {"$lte": now}},
-                ],
-            },
-            {"$set": {"refresh_lease_until": until, "refresh_lease_holder": holder}},
-        )
-        return result.modified_count == 1
+        take = {"$set": {"refresh_lease_until": until, "refresh_lease_holder": holder}}
+        # Two conditional updates on the id rather than one `$or`, which the embedded store
+        # answers by reading every record: free (the usual case), then run out.
+        for free in ({"refresh_lease_until": None}, {"refresh_lease_until": {"$lte": now}}):
+            result = await self._connections.update_one(
+                {"_id": ObjectId(connection_id), **free}, take
+            )
+            if result.modified_count == 1:
+                return True
+        return False
 
     async def release_refresh_lease(self, *, connection_id: str, holder: str) -> None:
         await self._connections.update_one(
@@ -479,8 +499,9 @@ class ConnectionStore:
                 "$set": {
                     "tokens": tokens.model_dump(),
                     "updated_at": now,
-                    "last_used_at": now,
+                    # Not `last_used_at`: a refresh ahead of need is no use (runs record uses).
                     "last_refreshed_at": now,
+                    "tokens_issued_at": now,
                 },
                 "$inc": {"version": 1},
             },
@@ -490,31 +511,127 @@ class ConnectionStore:
     async def mark_needs_reauth(
         self, *, connection_id: str, error_code: str = "invalid_grant"
     ) -> bool:
-        """The provider refused the refresh token: the person must sign in again. The record
-        keeps why (a code and a time, never the provider's own words)."""
+        """The provider refused the refresh token (or a token that survived a refresh): the
+        person must sign in again. The record keeps why (a code and a time, never the
+        provider's own words) and, in the same update, a notice to tell its owner once.
+
+        Returns:
+            True only to the call that made the change (so one break is told once).
+        """
+        object_id = _object_id(connection_id)
+        if object_id is None:
+            return False
         now = datetime.now(UTC)
         result = await self._connections.update_one(
-            {"_id": ObjectId(connection_id), "status": ConnectionStatus.CONNECTED.value},
+            {"_id": object_id, "status": ConnectionStatus.CONNECTED.value},
             {
                 "$set": {
                     "status": ConnectionStatus.NEEDS_REAUTH.value,
                     "tokens": None,
                     "updated_at": now,
                     "last_error": {"code": error_code, "at": now},
+                    NOTICE: notices.pending(error_code, now),
                 },
                 "$inc": {"version": 1},
             },
         )
         return result.modified_count == 1
 
+    async def touch_used(self, *, connection_id: str, now: datetime) -> bool:
+        """Record that a recipe used the connection at `now`: `last_used_at` only ever moves
+        forward, so a late write never undoes a newer one.
+
+        Bookkeeping, not a change of the connection: no `version`, no `updated_at` (which
+        dates a status), no audit event.
+
+        Returns:
+            True when `last_used_at` moved.
+        """
+        object_id = _object_id(connection_id)
+        if object_id is None:
+            return False
+        # Two conditional updates on the id rather than one `$or` (or an `$in` on the kind),
+        # which the embedded store answers by reading every record.
+        for earlier in ({"last_used_at": None}, {"last_used_at": {"$lt": now}}):
+            result = await self._connections.update_one(
+                {"_id": object_id, **earlier, "kind": ConnectionKind.RUNTIME.value},
+                {"$set": {"last_used_at": now}},
+            )
+            if result.modified_count == 0:
+                result = await self._connections.update_one(
+                    {"_id": object_id, **earlier, "kind": ConnectionKind.PARENT.value},
+                    {"$set": {"last_used_at": now}},
+                )
+            if result.modified_count == 1:
+                return True
+        return False
+
+    # --- keeping connections alive (connections/keep_alive.py) ------------------------------
+
+    async def refresh_tokens_issued_before(
+        self, *, provider: str, before: datetime, limit: int
+    ) -> list[str]:
+        """Connected records of app `provider` whose refresh token was issued before `before`,
+        oldest first (see `date_undated_tokens` for records older than the issue time)."""
+        cursor = (
+            self._connections.find(
+                {
+                    "provider": provider,
+                    "status": ConnectionStatus.CONNECTED.value,
+                    # Bounded on both sides, so the embedded store reads it through the index.
+                    "tokens_issued_at": {"$gte": revocations.EPOCH, "$lt": before},
+                    "kind": {"$in": list(LIVE_KINDS)},
+                },
+                projection={"_id": 1},
+            )
+            .sort([("tokens_issued_at", ASCENDING)])
+            .limit(limit)
+        )
+        return [str(document["_id"]) async for document in cursor]
+
+    async def date_undated_tokens(self) -> int:
+        """Give records stored before the issue time was kept (tokens, no `tokens_issued_at`)
+        the oldest possible issue time, so they count as due once; returns how many."""
+        result = await self._connections.update_many(
+            {"tokens_issued_at": {"$exists": False}, "tokens": {"$ne": None}},
+            {"$set": {"tokens_issued_at": revocations.EPOCH}},
+        )
+        return result.modified_count
+
+    async def access_tokens_expiring(
+        self, *, before: datetime, providers: list[str], parents: bool, limit: int
+    ) -> list[tuple[str, str]]:
+        """Connected records whose access token expires before `before`: parents (when
+        `parents`), and every record of the apps `providers`; soonest first, as (id, app)."""
+        query = {
+            "status": ConnectionStatus.CONNECTED.value,
+            "tokens.expires_at": {"$gte": revocations.EPOCH, "$lt": before},
+        }
+        scope: list[Document] = []
+        if parents:
+            scope.append({"kind": ConnectionKind.PARENT.value})
+        if providers:
+            scope.append({"kind": {"$in": list(LIVE_KINDS)}, "provider": {"$in": providers}})
+        found: dict[str, str] = {}
+        for part in scope:
+            cursor = (
+                self._connections.find({**query, **part}, projection={"_id": 1, "provider": 1})
+                .sort([("tokens.expires_at", ASCENDING)])
+                .limit(limit)
+            )
+            async for document in cursor:
+                found[str(document["_id"])] = str(document["provider"])
+        return list(found.items())[:limit]
+
     async def get(self, connection_id: str) -> Connection | None:
         object_id = _object_id(connection_id)
         if object_id is None:
             return None
-        document = await self._connections.find_one(
-            {"_id": object_id, "kind": {"$in": list(LIVE_KINDS)}}
-        )
-        return Connection.from_document(document) if document else None
+        # The kind is checked here: an `$in` next to the id costs the embedded store a scan.
+        document = await self._connections.find_one({"_id": object_id})
+        if document is None or document.get("kind") not in LIVE_KINDS:
+            return None
+        return Connection.from_document(document)
 
     async def get_for_owner(self, *, connection_id: str, owner: Owner) -> Connection | None:
         """The person's own runtime connection with that id, or None."""
@@ -740,6 +857,7 @@ class ConnectionStore:
                 "deleted_at": {"$lte": datetime.now(UTC) - TOMBSTONE_KEPT},
                 f"{OUTBOX}.0": {"$exists": False},
                 REVOCATION: {"$exists": False},
+                notices.STATE: {"$nin": list(notices.UNFINISHED)},
             }
         )
         return result.deleted_count == 1
@@ -762,6 +880,7 @@ def _disconnecting(document: Document, actor: Actor, now: datetime) -> tuple[Doc
             "refresh_lease_until": None,
             "updated_at": now,
             **_revocation(document, actor, now),
+            **_notice_unless_own(document, actor, notices.DISCONNECTED_BY_ADMINISTRATOR, now),
         },
         "$inc": {"version": 1},
         **push(event),
@@ -783,6 +902,7 @@ def _tombstoning(document: Document, actor: Actor, now: datetime) -> tuple[Docum
             "tokens": None,
             "refresh_lease_until": None,
             **_revocation(document, actor, now),
+            **_notice_unless_own(document, actor, notices.DELETED_BY_ADMINISTRATOR, now),
         },
         "$inc": {"version": 1},
         **push(event),
@@ -807,7 +927,18 @@ def _applied(document: Document, changes: Document) -> Connection | None:
         return None
     after.pop(OUTBOX, None)
     after.pop(REVOCATION, None)
+    after.pop(NOTICE, None)
     return Connection.from_document(after)
+
+
+def _notice_unless_own(document: Document, actor: Actor, reason: str, now: datetime) -> Document:
+    """The `$set` part that leaves a notice for the owner of a runtime connection that someone
+    else (an administrator, an operator) disconnected or deleted; none for their own change."""
+    if document.get("kind") != ConnectionKind.RUNTIME.value:
+        return {}
+    if actor.is_owner(Owner.model_validate(document["owner"])):
+        return {}
+    return {NOTICE: notices.pending(reason, now, by=actor.name)}
 
 
 def _revocation(document: Document, actor: Actor, now: datetime) -> Document:

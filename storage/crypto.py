@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -101,7 +102,9 @@ class TokenCipher:
         if not isinstance(data, dict):
             raise TypeError("seal() takes a dict; use seal_text() for a single secret")
         plaintext = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        return self._seal_bytes(plaintext.encode("utf-8"))
+        sealed = self._seal_bytes(plaintext.encode("utf-8"))
+        expires_at = _expiry(data.get("expires_at"))
+        return sealed.model_copy(update={"expires_at": expires_at}) if expires_at else sealed
 
     def open(self, sealed: EncryptedTokens) -> dict[str, Any]:
         """Decrypt a token record sealed by `seal`.
@@ -152,7 +155,9 @@ class TokenCipher:
             ciphertext = self._multi.rotate(sealed.ciphertext)
         except InvalidToken:
             raise self._undecryptable(sealed) from None
-        return EncryptedTokens(key_id=self.key_id, ciphertext=ciphertext)
+        return EncryptedTokens(
+            key_id=self.key_id, ciphertext=ciphertext, expires_at=sealed.expires_at
+        )
 
     def _seal_bytes(self, plaintext: bytes) -> EncryptedTokens:
         return EncryptedTokens(key_id=self.key_id, ciphertext=self._current.encrypt(plaintext))
@@ -169,6 +174,17 @@ class TokenCipher:
             f"no configured token encryption key can open this value (sealed with key id "
             f"{sealed.key_id[:64]!r}; configured key ids: {', '.join(self._key_ids)})"
         )
+
+
+def _expiry(value: Any) -> datetime | None:
+    """A token record's `expires_at` (ISO text) as a time, when it is one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _get_path(document: Mapping[str, Any], dotted: str) -> Any:

@@ -60,6 +60,9 @@ class EncryptedTokens(BaseModel):
 
     key_id: str
     ciphertext: bytes
+    # When the access token inside expires: not a secret, kept readable so that a background
+    # job can find tokens about to expire without opening every record.
+    expires_at: datetime | None = None
 
 
 class LastError(BaseModel):
@@ -99,6 +102,12 @@ class Connection(BaseModel):
     last_refreshed_at: datetime | None = None
     # Why it needs signing in again: {"code": ..., "at": ...}, never a provider's raw answer.
     last_error: LastError | None = None
+    # When the stored refresh token was issued (sign-in or last refresh): a provider that
+    # expires unused refresh tokens counts from here.
+    tokens_issued_at: datetime | None = None
+    # Where the owner can be told about this connection (the conversation their sign-in came
+    # from, as the surface that signed them in wrote it); opaque to the store.
+    reach: dict[str, Any] | None = None
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Connection:
@@ -118,7 +127,8 @@ class Actor(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: str  # "person" | "operator" | "administrator" (signed in to the admin console)
+    # "person" | "operator" | "administrator" (signed in to the admin console) | "bot"
+    kind: str
     tenant_id: str = ""
     aad_object_id: str = ""
     name: str = ""
@@ -135,6 +145,19 @@ class Actor(BaseModel):
     @classmethod
     def operator(cls, name: str) -> Actor:
         return cls(kind="operator", name=name)
+
+    @classmethod
+    def bot(cls) -> Actor:
+        """The bot itself (its background jobs: keeping connections alive, telling people)."""
+        return cls(kind="bot", name="the bot")
+
+    def is_owner(self, owner: Owner) -> bool:
+        """True when this actor is the person who owns the connection."""
+        return (
+            self.kind == "person"
+            and self.tenant_id == owner.tenant_id
+            and self.aad_object_id == owner.aad_object_id
+        )
 
     @classmethod
     def administrator(cls, *, tenant_id: str, object_id: str, name: str) -> Actor:

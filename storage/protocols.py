@@ -95,6 +95,7 @@ class ConnectionRecords(Protocol):
         tokens: EncryptedTokens | None = None,
         status: ConnectionStatus = ConnectionStatus.CONNECTED,
         actor: Actor | None = None,
+        reach: dict[str, Any] | None = None,
     ) -> Connection:
         """Store one person's runtime connection under an existing parent."""
         ...
@@ -109,6 +110,7 @@ class ConnectionRecords(Protocol):
         scopes: list[str],
         api_base_url: str | None,
         actor: Actor | None = None,
+        reach: dict[str, Any] | None = None,
     ) -> tuple[Connection, Connection | None]:
         """Write a verified sign-in: update the person's connection for that parent, or create it,
         with its audit events (created; or reconnected, and account changed) in the same write.
@@ -133,7 +135,30 @@ class ConnectionRecords(Protocol):
         self, *, connection_id: str, error_code: str = "invalid_grant"
     ) -> bool:
         """The provider refused the refresh token: the person must sign in again. The record
-        keeps why (a code and a time, never the provider's own words)."""
+        keeps why (a code and a time, never the provider's own words) and a notice to tell its
+        owner; True only to the call that made the change."""
+        ...
+
+    async def refresh_tokens_issued_before(
+        self, *, provider: str, before: datetime, limit: int
+    ) -> list[str]:
+        """Connected records of an app whose refresh token was issued before `before`."""
+        ...
+
+    async def date_undated_tokens(self) -> int:
+        """Records stored before the issue time was kept get the oldest one (due once)."""
+        ...
+
+    async def access_tokens_expiring(
+        self, *, before: datetime, providers: list[str], parents: bool, limit: int
+    ) -> list[tuple[str, str]]:
+        """Connected parents and records of `providers` whose access token expires before
+        `before`, as (id, app)."""
+        ...
+
+    async def touch_used(self, *, connection_id: str, now: datetime) -> bool:
+        """Record that a recipe used the connection at `now` (`last_used_at` only moves
+        forward; not a change: no version, no audit event). True when it moved."""
         ...
 
     async def get(self, connection_id: str) -> Connection | None: ...

@@ -63,18 +63,14 @@ async def take(
     now: datetime,
 ) -> Document | None:
     """Take a due revocation for one attempt (one process at a time); returns the record."""
-    result = await collection.update_one(
-        {
-            "_id": document_id,
-            **due_filter(now),
-            "$or": [
-                {f"{REVOCATION}.lease_until": None},
-                {f"{REVOCATION}.lease_until": {"$lte": now}},
-            ],
-        },
-        {"$set": {f"{REVOCATION}.lease_until": until, f"{REVOCATION}.holder": holder}},
-    )
-    if result.modified_count != 1:
+    take = {"$set": {f"{REVOCATION}.lease_until": until, f"{REVOCATION}.holder": holder}}
+    # Two conditional updates on the id rather than one `$or`, which the embedded store
+    # answers by reading every record: free, then run out.
+    for free in ({f"{REVOCATION}.lease_until": None}, {f"{REVOCATION}.lease_until": {"$lte": now}}):
+        result = await collection.update_one({"_id": document_id, **due_filter(now), **free}, take)
+        if result.modified_count == 1:
+            break
+    else:
         return None
     document = await collection.find_one({"_id": document_id})
     return document if document is not None and document.get(REVOCATION) else None

@@ -8,12 +8,14 @@ A person only ever acts on their own connections.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 import messages
 from cards import verbs
+from cards.connections import short_date
 from storage.models import AuditEvent
 from tests.conftest import RunningBot
 from tests.support import activities
@@ -59,9 +61,10 @@ async def test_disconnect_keeps_record_drops_tokens_and_audits(bot: RunningBot) 
     card = await press(bot, JANE, verbs.DISCONNECT, {"connection_id": box.id, "page": 0})
 
     assert "Disconnected Box (jane@contoso.com)." in texts(card)
-    assert choices(card) == ["Box — jane@contoso.com (Disconnected)"]
     stored = await bot.database.connections.get(box.id)
     assert stored is not None and stored.status.value == "disconnected"
+    since = short_date(stored.updated_at, datetime.now(UTC).date())
+    assert choices(card) == [f"Box — jane@contoso.com (Disconnected since {since})"]
     assert stored.tokens is None
     # The event is stored on the record with the answer and reaches the log just after.
     await audited(bot.database)

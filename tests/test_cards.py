@@ -98,7 +98,13 @@ def test_confirm_delete_help_and_message_cards_validate() -> None:
 
 def test_cards_never_carry_tokens() -> None:
     """Views have no token fields, so no card can show one."""
-    assert set(ConnectionView.__dataclass_fields__) == {"id", "app_name", "account", "status"}
+    assert set(ConnectionView.__dataclass_fields__) == {
+        "id",
+        "app_name",
+        "account",
+        "status",
+        "since",
+    }
 
 
 def test_recipe_cards_validate_and_credit_the_account() -> None:

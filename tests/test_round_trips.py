@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -49,6 +50,7 @@ import messages
 import storage.database
 from app import create_app
 from cards import verbs
+from cards.connections import short_date
 from settings import Settings
 from storage.audit import CONNECTION_REVOKE_FAILED, CONNECTION_REVOKED
 from tests.conftest import RunningBot
@@ -250,12 +252,13 @@ async def test_disconnect(counted: CountedBot) -> None:
     card, commands = await counted.press(verbs.DISCONNECT, {"connection_id": box.id, "page": 0})
 
     assert "Disconnected Box (jane@contoso.com)." in texts(card)
-    assert choices(card) == [
-        "Box — jane@contoso.com (Disconnected)",
-        "Salesforce — jane@sf.example (Connected)",
-    ]
     stored = await counted.database.connections.get(box.id)
     assert stored is not None and stored.status.value == "disconnected" and stored.tokens is None
+    since = short_date(stored.updated_at, datetime.now(UTC).date())
+    assert choices(card) == [
+        f"Box — jane@contoso.com (Disconnected since {since})",
+        "Salesforce — jane@sf.example (Connected)",
+    ]
     within_budget(commands)
     leaves_audit_log_to_settle(commands)
     await audited(counted.database)

@@ -542,6 +542,7 @@ async def test_control_over_http_and_bad_controls(
             "fail_refresh_with": "invalid_grant",
             "fail_refresh_remaining": 1,
             "access_token_lifetime": 3600,
+            "refresh_token_idle_lifetime": None,
             "hang_s": 0.0,
         }
     for bad in (
@@ -550,12 +551,32 @@ async def test_control_over_http_and_bad_controls(
         {"access_token_lifetime": 0},
         {"hang_s": -1},
         {"hang_s": True},
+        {"refresh_token_idle_lifetime": 0},
+        {"age_refresh_tokens": -5},
+        {"age_refresh_tokens": "old"},
         [1],
     ):
         async with session.post(url, json=bad) as r:
             assert r.status == 400
     async with session.post(url, json={"reset": True}) as r:
         assert (await r.json())["down"] is False
+
+
+async def test_a_refresh_token_unused_too_long_is_refused(
+    session: aiohttp.ClientSession, sandbox: RunningSandbox
+) -> None:
+    """With an idle lifetime, a refresh token unused for that long is `invalid_grant` (as Box
+    after 60 days); a refreshed one starts its own lifetime."""
+    used = await sign_in(session, sandbox)
+    unused = await sign_in(session, sandbox)
+    sandbox.control(refresh_token_idle_lifetime=100, age_refresh_tokens=60)
+    status, fresh = await refresh(session, sandbox, used["refresh_token"])
+    assert status == 200
+    sandbox.control(age_refresh_tokens=60)  # 120 s for the unused one, 60 s for the new one
+    status, refused = await refresh(session, sandbox, unused["refresh_token"])
+    assert (status, refused["error"]) == (400, "invalid_grant")
+    status, _ = await refresh(session, sandbox, fresh["refresh_token"])
+    assert status == 200
 
 
 async def test_opportunities_record_their_creator(

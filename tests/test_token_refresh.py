@@ -17,6 +17,7 @@ import pytest
 from bson import ObjectId
 
 from cards import verbs
+from cards.connections import short_date
 from connections.service import ConnectionsService
 from connections.settle import REVOKE_ATTEMPTS, ConnectionSettler
 from oauth.client import OAuthRejected, exchange_code, new_code_verifier, refresh
@@ -393,7 +394,10 @@ async def test_needs_sign_in_shows_in_the_picklist(
 
     await bot.post(activities.message(JANE, bot.service_url, "personal_connections"))
     [reply] = bot.connector.sent
-    assert "Sandbox — jane@sandbox.example (Needs sign-in)" in json.dumps(
+    stored = await bot.database.connections.get(connection.id)
+    assert stored is not None and stored.last_error is not None
+    since = short_date(stored.last_error.at, datetime.now(UTC).date())
+    assert f"Sandbox — jane@sandbox.example (Needs sign-in since {since})" in json.dumps(
         reply.card, ensure_ascii=False
     )
     assert verbs.RECONNECT in json.dumps(reply.card)

@@ -43,7 +43,11 @@ class Row:
     account: str
     status: str
     status_label: str
+    # The last error in plain words ("" when none), its code and when: kept after a new
+    # sign-in, so that the row tells what last went wrong.
     last_error: str
+    last_error_code: str
+    last_error_at: datetime | None
     connected_at: datetime
     last_used_at: datetime | None
     last_refreshed_at: datetime | None
@@ -100,12 +104,16 @@ async def parent_names(parts: ConsoleParts, tenants: frozenset[str] | None) -> d
     return names
 
 
+def error_words(code: str) -> str:
+    """A last error's code in plain words where it is known, else the code itself."""
+    words = messages.LAST_ERROR_WORDS.get(code)
+    if words is None:
+        return messages.LAST_ERROR_UNKNOWN.format(code=code[:64])
+    return messages.LAST_ERROR_KNOWN.format(words=words, code=code)
+
+
 def row_of(connection: Connection, parts: ConsoleParts, parents: Mapping[str, str]) -> Row:
-    error = ""
-    if connection.last_error is not None and connection.status is ConnectionStatus.NEEDS_REAUTH:
-        error = messages.CONSOLE_LAST_ERROR.format(
-            code=connection.last_error.code, at=connection.last_error.at.strftime("%-d %b %Y")
-        )
+    error = connection.last_error
     return Row(
         id=connection.id,
         person=connection.owner.name or connection.owner.aad_object_id,
@@ -116,7 +124,9 @@ def row_of(connection: Connection, parts: ConsoleParts, parents: Mapping[str, st
         account=connection.account_label,
         status=connection.status.value,
         status_label=messages.STATUS_LABELS.get(connection.status.value, connection.status.value),
-        last_error=error,
+        last_error=error_words(error.code) if error else "",
+        last_error_code=error.code if error else "",
+        last_error_at=error.at if error else None,
         connected_at=connection.created_at,
         last_used_at=connection.last_used_at,
         last_refreshed_at=connection.last_refreshed_at,
@@ -175,6 +185,8 @@ CSV_COLUMNS = (
     "account",
     "status",
     "last_error",
+    "last_error_code",
+    "last_error_at",
     "connected_at",
     "last_used_at",
     "last_refreshed_at",

@@ -7,9 +7,11 @@ everything else happens as a person would do it: typing, picking, pressing butto
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
+from cards.connections import short_date
 from storage.crypto import TokenCipher
 from storage.database import Database
 from storage.models import ConnectionStatus, Owner, ProviderAccount
@@ -65,7 +67,10 @@ async def test_disconnect_then_delete(
     stored = await connections.get(two_connections["box"])
     assert stored is not None and stored.status is ConnectionStatus.DISCONNECTED
 
-    await teams_page.choose("Box — alex@box.example (Disconnected)", card=after_disconnect)
+    since = short_date(stored.updated_at, datetime.now(UTC).date())
+    await teams_page.choose(
+        f"Box — alex@box.example (Disconnected since {since})", card=after_disconnect
+    )
     await teams_page.click_action("Delete", card=after_disconnect)
     confirmation = await teams_page.wait_for_card_text("Delete this connection?")
     await teams_page.screenshot("confirm")
@@ -128,16 +133,19 @@ async def test_reconnect_signs_in_at_the_sandbox_and_lists_the_account(
         owner=ADMIN,
         account=ProviderAccount(id="user-omar", display_name="omar@sandbox.example"),
     )
-    await database.connections.create_runtime(
+    old = await database.connections.create_runtime(
         parent_id=parent.id,
         owner=ALEX,
         account=ProviderAccount(id="old", display_name="old@sandbox.example"),
         status=ConnectionStatus.DISCONNECTED,
     )
+    since = short_date(old.updated_at, datetime.now(UTC).date())
 
     await teams_page.send("personal_connections")
     listing = await teams_page.wait_for_card_text("Your personal connections")
-    await teams_page.choose("Sandbox — old@sandbox.example (Disconnected)", card=listing)
+    await teams_page.choose(
+        f"Sandbox — old@sandbox.example (Disconnected since {since})", card=listing
+    )
     await teams_page.click_action("Reconnect", card=listing)
     # The Login card is a Bot Framework sign-in card, not an Adaptive Card.
     await teams_page.page.get_by_text("Sign in to Sandbox to continue").last.wait_for()
