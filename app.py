@@ -29,6 +29,7 @@ from console.web import console_app
 from oauth.pages import sign_in_routes
 from oauth.signin import SignInService
 from settings import Settings, SettingsError, load_settings, worker_count
+from slack.surface import SLACK_ROUTES
 from storage.database import Database
 from wiring import START_ERRORS, Wiring, wired
 
@@ -130,9 +131,20 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_routes(sign_in_routes(SIGNIN_KEY))
+    if settings.slack_enabled:
+        # Slack's requests go to the running Slack surface (slack/surface.py).
+        for method, path in SLACK_ROUTES:
+            app.router.add_route(method, path, _slack)
     app.router.add_get("/admin", _to_console)
     app.add_subapp("/admin/", console_app())
     return app
+
+
+async def _slack(request: web.Request) -> web.StreamResponse:
+    slack = request.app[WIRING_KEY].slack
+    if slack is None:
+        raise web.HTTPNotFound()
+    return await slack.handle(request)
 
 
 async def _to_console(request: web.Request) -> web.Response:

@@ -755,3 +755,36 @@ NOTICE_RECONNECT = (
 )
 NOTICE_ASK = "To use it again, ask {contact}."
 NOTICE_SINCE = "Since {date}"
+# --- Slack ----------------------------------------------------------------------------------
+SETTING_SLACK_INCOMPLETE = (
+    "SLACK_SIGNING_SECRET is set, so Slack is on: set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
+    "too (Basic Information > App Credentials of your Slack app)."
+)
+SLACK_DID_NOT_UNDERSTAND = "Sorry, I didn't understand that. Type *help* to see what I can do."
+SLACK_SENT_TO_DM = "I've sent that to you in a direct message with me."
+SLACK_DM_UNAVAILABLE = (
+    "I can't send you a direct message yet. Open the app's Messages tab once, then try again."
+)
+SLACK_RECONNECT_SENT = "I've sent you a sign-in message for {app} below."
+SLACK_LOGIN_SENT_TO_DM = "This needs your own account: I've sent you a sign-in message in a DM."
+LOG_SLACK_CALL_FAILED = "A Slack Web API call (%s) failed: %s"
+# --- Slack Block Kit (slack/blocks.py) ----------------------------------------------------------
+# The App Home tab's title (a view title is at most 24 characters).
+SLACK_HOME_TITLE = "Your connections"
+# A connection in the list; the names come escaped, the status on its own line.
+SLACK_CONNECTION_LINE = "*{app}* — {account}\n{status}"
+SLACK_CONFIRM_DISCONNECT_TITLE = "Disconnect this connection?"
+SLACK_CONFIRM_DISCONNECT_TEXT = (
+    "Disconnect {label}? You are signed out and the connection stays; the next time a recipe "
+    "needs it, you will be asked to sign in again."
+)
+SLACK_PROBLEM_LINE = ":warning: {problem}"
+SLACK_LOGIN_TEXT = "Sign in to *{app}* to continue"
+SLACK_LOGIN_DETAIL = (
+    "Sign in with your own {app} account. Afterwards, type the 6-digit code shown in the "
+    "sign-in window here, in this direct message."
+)
+SLACK_RECIPE_LINE = "`{usage}` — {about}"
+SLACK_MORE_RECIPES = "…and {count} more."
+SLACK_RESULT_CREDITED = ":white_check_mark: {verb} in {app} as {account}"
+SLACK_FIELD_LINE = "*{label}*\n{value}"

@@ -174,6 +174,47 @@ class Settings(BaseSettings):
         "use and the tests): https://host[:port]/<path>.",
     )
 
+    # Slack (slack/surface.py): on when SLACK_SIGNING_SECRET is set; then the app's OAuth
+    # client id and secret are required (workspaces install the app through OAuth v2).
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET")
+    )
+    slack_client_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_CLIENT_ID")
+    )
+    slack_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_CLIENT_SECRET")
+    )
+    slack_scopes: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        validation_alias=AliasChoices("SLACK_SCOPES"),
+        description="Bot scopes asked for at install, comma-separated (default: the manifest's).",
+    )
+    slack_api_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://slack.com/api/"),
+        validation_alias=AliasChoices("SLACK_API_URL"),
+        description="Slack's Web API (another address only for tests).",
+    )
+
+    @field_validator("slack_scopes", mode="before")
+    @classmethod
+    def _split_scopes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _slack_complete(self) -> Settings:
+        if self.slack_signing_secret is None or not self.slack_signing_secret.get_secret_value():
+            return self
+        if not self.slack_client_id or self.slack_client_secret is None:
+            raise ValueError(messages.SETTING_SLACK_INCOMPLETE)
+        return self
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_signing_secret and self.slack_signing_secret.get_secret_value())
+
     @field_validator("apps_file", "recipes_file")
     @classmethod
     def _apps_file_exists(cls, value: Path | None) -> Path | None:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -33,7 +34,7 @@ from bots.routes import route_table
 from bots.signin_handlers import LoginCardSender, SignInHandlers
 from bots.welcome_handlers import WelcomeHandlers
 from connections.keep_alive import KeepAlive
-from connections.notices import BreakNotices
+from connections.notices import BreakNotices, Told
 from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
 from console.parts import ConsoleParts
@@ -46,6 +47,8 @@ from recipes.model import BUILTIN_COMMANDS, RecipeBook
 from recipes.resume import RunResumer
 from recipes.runner import RecipeRunner
 from settings import Settings
+from slack.surface import SURFACE as SLACK
+from slack.surface import SlackSurface, slack_surface
 from storage.audit_search import AuditSearch
 from storage.connection_search import ConnectionSearch
 from storage.database import Database, open_database
@@ -83,6 +86,8 @@ class Wiring:
     # Telling people their connection broke; keeping connections alive.
     notices: BreakNotices
     keep_alive: KeepAlive
+    # The Slack surface (None without Slack settings).
+    slack: SlackSurface | None
     # The POST /api/messages handler.
     receive: Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -159,7 +164,23 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
         own_token = bot_tokens(settings)
         connector = Connector(session, own_token)
         proactive = ProactiveSender(connector)
-        notices.tell = TeamsNotices(proactive).tell
+        teams_notices = TeamsNotices(proactive).tell
+        teams_report = result_reporter(proactive.post)
+        slack: SlackSurface | None = None
+
+        async def tell(owner: Any, reach: dict[str, Any], notice: Any) -> Any:
+            if reach.get("surface") == SLACK:
+                return await slack.tell(owner, reach, notice) if slack else Told.NO_CHAT
+            return await teams_notices(owner, reach, notice)
+
+        async def report(conversation: dict[str, Any], outcome: Any) -> None:
+            if conversation.get("surface") == SLACK:
+                if slack is not None:
+                    await slack.report(conversation, outcome)
+                return
+            await teams_report(conversation, outcome)
+
+        notices.tell = tell
         keep_alive = KeepAlive(
             providers=providers,
             store=database.connections,
@@ -171,7 +192,7 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
             runner=runner,
             runs=database.recipe_runs,
             book=book,
-            report=result_reporter(proactive.post),
+            report=report,
             leases=database.leases,
             also_sweep=(
                 signin.sweep,
@@ -227,6 +248,19 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
             WelcomeHandlers(welcomes=database.welcomes),
         )
         bot = RuntimeConnectionsBot(settings=settings, routes=routes, proactive=proactive)
+        if settings.slack_enabled:
+            slack = slack_surface(
+                settings,
+                database=database,
+                cipher=cipher,
+                connections=connections,
+                signin=signin,
+                book=book,
+                runner=runner,
+                resumer=resumer,
+                recipes_help=tuple(recipe_handlers.help_entries()),
+            )
+            await slack.ensure_indexes()
         sweeper = (
             asyncio.create_task(resumer.sweep_forever(settings.signin_sweep_s))
             if settings.signin_sweep_s > 0
@@ -250,6 +284,7 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
                 console=console,
                 notices=notices,
                 keep_alive=keep_alive,
+                slack=slack,
                 receive=messages_endpoint(authentication, bot.on_turn),
             )
         finally:
@@ -260,6 +295,8 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
             await search.close()
             await console.signin.close()
             await recipe_handlers.close()
+            if slack is not None:
+                await slack.close()
             await runner.close()
             await settler.close()
             await notices.close()

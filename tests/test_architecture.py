@@ -48,8 +48,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "bots": SERVICES | {"cards"},
     # The admin console: a surface on the web, over the same services.
     "console": SERVICES,
-    "wiring": SERVICES | {"cards", "bots", "console"},
-    "app": SHARED | {"wiring", "bots", "oauth", "storage", "console", "serving"},
+    # Slack: a second chat surface over the same services; it knows nothing of Teams (`bots`)
+    # and draws with Block Kit, reusing only the cards' date and paging helpers.
+    "slack": SERVICES | {"cards"},
+    "wiring": SERVICES | {"cards", "bots", "console", "slack"},
+    "app": SHARED | {"wiring", "bots", "oauth", "storage", "console", "serving", "slack"},
     # Several worker processes on one port: the supervisor and the embedded store it owns.
     "serving": SHARED | {"storage"},
     "admin": SERVICES,
