@@ -607,3 +607,47 @@ def test_the_slack_manifest_matches_what_the_code_registers() -> None:
     [redirect] = manifest["oauth_config"]["redirect_urls"]
     assert urlsplit(redirect).path == REDIRECT_PATH
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+
+
+# --- breaks, revoked tokens, the console ------------------------------------------------------
+
+
+async def test_a_broken_slack_connection_is_told_once_in_the_dm(world: SlackWorld) -> None:
+    reach = {"surface": "slack", "enterprise_id": None, "team_id": TEAM, "user": JANE}
+    connection = await world.connection_for(JANE, "jane@sandbox.example", reach=reach)
+    tokens = world.bot.client.server.app[WIRING_KEY].tokens
+    assert await tokens.mark_broken(connection.id, "invalid_grant")
+    assert not await tokens.mark_broken(connection.id, "invalid_grant")  # the same break
+    notice = await world.next_post(world.slack.dm_channel(JANE), 0)
+    shown = texts(notice.blocks)
+    assert "jane@sandbox.example" in shown and "no longer accepts" in shown
+    assert blocks.RECONNECT in notice.action_ids()
+    await world.press(JANE, notice, blocks.RECONNECT, connection.id)
+    await world.slack.wait_for(
+        lambda call: call.method == "chat.postMessage" and "signin_open" in json.dumps(call.params)
+    )
+    notices = [
+        m for m in world.slack.posted_to(world.slack.dm_channel(JANE)) if "attention" in m.text
+    ]
+    assert len(notices) == 1
+
+
+async def test_revoked_tokens_remove_what_they_must(world: SlackWorld) -> None:
+    event = {"type": "tokens_revoked", "tokens": {"oauth": [JANE], "bot": ["UBOT"]}}
+    assert (await world.event(event)).status == 200
+    stores = world.bot.client.server.app[WIRING_KEY].slack.installations
+
+    async def gone() -> bool:
+        return await stores.async_find_bot(enterprise_id=None, team_id=TEAM) is None
+
+    from tests.support.waiting import eventually
+
+    await eventually(gone)
+
+
+def test_the_console_names_each_connections_surface() -> None:
+    from console.pages.connections import surface_of
+
+    assert surface_of(slack_tenant(enterprise_id=None, team_id=TEAM)) == "Slack"
+    assert surface_of(slack_tenant(enterprise_id="E0ORG", team_id=TEAM)) == "Slack"
+    assert surface_of("72f988bf-86f1-41af-91ab-2d7cd011db47") == "Teams"

@@ -38,6 +38,8 @@ class Row:
     person: str
     person_id: str
     tenant_id: str
+    # Where the person signed in: "Teams" or "Slack".
+    surface: str
     app: str
     parent: str
     account: str
@@ -112,6 +114,11 @@ def error_words(code: str) -> str:
     return messages.LAST_ERROR_KNOWN.format(words=words, code=code)
 
 
+def surface_of(tenant_id: str) -> str:
+    """The chat a connection's person uses: Slack people's tenants are `slack:<id>`."""
+    return messages.SURFACE_SLACK if tenant_id.startswith("slack:") else messages.SURFACE_TEAMS
+
+
 def row_of(connection: Connection, parts: ConsoleParts, parents: Mapping[str, str]) -> Row:
     error = connection.last_error
     return Row(
@@ -119,6 +126,7 @@ def row_of(connection: Connection, parts: ConsoleParts, parents: Mapping[str, st
         person=connection.owner.name or connection.owner.aad_object_id,
         person_id=connection.owner.aad_object_id,
         tenant_id=connection.owner.tenant_id,
+        surface=surface_of(connection.owner.tenant_id),
         app=parts.app_name(connection.provider),
         parent=parents.get(connection.parent_id or "", messages.CONSOLE_PARENT_GONE),
         account=connection.account_label,
@@ -180,6 +188,7 @@ CSV_COLUMNS = (
     "person",
     "person_id",
     "tenant_id",
+    "surface",
     "app",
     "parent",
     "account",
