@@ -204,8 +204,8 @@ class SlackWorld:
         tokens = await issue_tokens(
             self.bot.settings.apps_file, f"{self.base_url}/auth/callback", user="jane"
         )
+        options.setdefault("parent_id", self.parent.id)
         return await self.database.connections.create_runtime(
-            parent_id=self.parent.id,
             owner=slack_owner(enterprise_id=None, team_id=TEAM, user_id=user),
             account=ProviderAccount(id=f"user-{account}", display_name=account),
             tokens=self.cipher.seal(tokens.as_record()),
@@ -651,3 +651,57 @@ def test_the_console_names_each_connections_surface() -> None:
     assert surface_of(slack_tenant(enterprise_id=None, team_id=TEAM)) == "Slack"
     assert surface_of(slack_tenant(enterprise_id="E0ORG", team_id=TEAM)) == "Slack"
     assert surface_of("72f988bf-86f1-41af-91ab-2d7cd011db47") == "Teams"
+
+
+async def test_paging_and_reconnect_from_the_list(world: SlackWorld) -> None:
+    """Twelve connections: Next shows the second page in place; Reconnect on a signed-out one
+    sends the Login message in the DM and says so on the list."""
+    connections = []
+    for i in range(12):
+        parent = await world.database.connections.create_parent(
+            provider="sandbox",
+            owner=ADMIN,
+            account=ProviderAccount(id=f"team-{i}", display_name=f"team{i}@sandbox.example"),
+            tenant_id=slack_tenant(enterprise_id=None, team_id=TEAM),
+        )
+        connections.append(
+            await world.connection_for(JANE, f"jane{i:02d}@sandbox.example", parent_id=parent.id)
+        )
+    signed_out = connections[-1]
+    await world.database.connections.disconnect_for_owner(
+        connection_id=signed_out.id,
+        owner=slack_owner(enterprise_id=None, team_id=TEAM, user_id=JANE),
+    )
+    channel = world.slack.dm_channel(JANE)
+    await world.dm(JANE, "connections")
+    first = copy.deepcopy(await world.next_post(channel, 0))
+    assert "jane00@" in texts(first.blocks) and "jane11@" not in texts(first.blocks)
+    await world.press(JANE, first, blocks.PAGE, "1")
+    second = copy.deepcopy(await world.updated(first, 0))
+    assert "jane11@" in texts(second.blocks) and "jane00@" not in texts(second.blocks)
+    await world.press(JANE, second, blocks.RECONNECT, signed_out.id)
+    await world.slack.wait_for(
+        lambda call: call.method == "chat.postMessage" and "signin_open" in json.dumps(call.params)
+    )
+    told = await world.updated(first, 1)
+    assert "sign-in message for Sandbox" in told.text + texts(told.blocks)
+
+
+async def test_a_recipe_asked_in_a_channel_signs_in_privately(world: SlackWorld) -> None:
+    await world.mention(JANE, 'sandbox opportunity "Channel deal" 5')
+    await world.slack.wait_for(
+        lambda call: call.method == "chat.postMessage" and "signin_open" in json.dumps(call.params)
+    )
+    await world.slack.wait_for(lambda call: call.method == "chat.postEphemeral")
+    [login] = [
+        m
+        for m in world.slack.posted_to(world.slack.dm_channel(JANE))
+        if blocks.SIGNIN_OPEN in m.action_ids()
+    ]
+    assert login.channel == world.slack.dm_channel(JANE)
+    # In the channel: the run's message for everyone, no button anyone could press.
+    for message in world.slack.posted_to(CHANNEL):
+        assert blocks.SIGNIN_OPEN not in message.action_ids()
+    [notice] = world.slack.ephemeral_to(JANE, CHANNEL)
+    assert "DM" in notice.text
+    assert world.sandbox.state.opportunities == []
