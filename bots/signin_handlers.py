@@ -15,9 +15,11 @@ from typing import Any
 import messages
 from bots.card_data import chosen_connection, page_of
 from bots.turn import Attachment, ConversationRef, Reply, Turn
+from cards import verbs
 from cards.connections import connections_picklist
+from cards.notices import notice_answered_card
 from cards.signin import login_card
-from connections.service import ConnectionsService, Reconnect
+from connections.service import ConnectionsService, Reconnect, ReconnectPlan
 from oauth.signin import (
     SignInService,
     Verification,
@@ -89,6 +91,8 @@ class SignInHandlers:
             chosen,
             can_sign_in=lambda parent: self.signin.provider_for(parent) is not None,
         )
+        if data.get(verbs.FROM_NOTICE_KEY) is True and plan.outcome is not Reconnect.NOT_FOUND:
+            return await self._answer_notice(turn, plan)
         if plan.outcome is Reconnect.NOT_FOUND:
             return connections_picklist(views, page=page, problem=messages.CONNECTION_NOT_FOUND)
         if plan.outcome is Reconnect.NOT_NEEDED:
@@ -108,6 +112,22 @@ class SignInHandlers:
         return connections_picklist(
             views, page=page, result=messages.RECONNECT_SENT.format(app=plan.app_name)
         )
+
+    async def _answer_notice(self, turn: Turn, plan: ReconnectPlan) -> dict[str, Any]:
+        """Reconnect pressed on a break notice: the notice keeps naming the account and says
+        what happened, instead of turning into the whole list."""
+        if plan.outcome is Reconnect.READY and plan.parent is not None:
+            await self.login_cards.send(turn, owner=turn.owner, parent=plan.parent)
+            result = messages.RECONNECT_SENT.format(app=plan.app_name)
+        elif plan.outcome is Reconnect.NOT_NEEDED:
+            result = messages.RECONNECT_NOT_NEEDED.format(label=plan.label)
+        elif plan.outcome is Reconnect.APP_NOT_CONFIGURED:
+            result = messages.RECONNECT_APP_NOT_CONFIGURED.format(
+                label=plan.label, app=plan.app_name
+            )
+        else:
+            result = messages.RECONNECT_NOT_POSSIBLE.format(label=plan.label)
+        return notice_answered_card(plan.label, result)
 
     async def verify_state(self, turn: Turn, value: Any) -> None:
         state = value.get("state") if isinstance(value, dict) else None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import messages
 from cards.adaptive import Card, card, execute, text, title
 from cards.connections import short_date
-from cards.verbs import CONNECTION_INPUT, RECONNECT
+from cards.verbs import CONNECTION_INPUT, FROM_NOTICE_KEY, RECONNECT
 from connections.views import BreakNotice
 
 
@@ -34,7 +34,7 @@ def break_notice_card(notice: BreakNotice, *, today: datetime | None = None) -> 
             execute(
                 messages.BUTTON_RECONNECT,
                 RECONNECT,
-                {CONNECTION_INPUT: notice.connection_id},
+                {CONNECTION_INPUT: notice.connection_id, FROM_NOTICE_KEY: True},
                 style="positive",
                 with_inputs=False,
             )
@@ -42,3 +42,9 @@ def break_notice_card(notice: BreakNotice, *, today: datetime | None = None) -> 
     elif notice.contact:
         body.append(text(messages.NOTICE_ASK.format(contact=notice.contact)))
     return card(body, actions)
+
+
+def notice_answered_card(label: str, result: str) -> Card:
+    """What a break notice becomes once its Reconnect was pressed: still which account, and
+    what happened (a sign-in card was sent, or why none could be)."""
+    return card([text(label, weight="Bolder"), text(result)])

@@ -20,3 +20,5 @@ RECONNECT = "reconnect"
 CONNECTION_INPUT = "connection_id"
 PAGE_KEY = "page"
 VERB_KEY = "verb"
+# Set on the break notice's Reconnect: its answer keeps saying which account broke.
+FROM_NOTICE_KEY = "from_notice"

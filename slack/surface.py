@@ -73,6 +73,8 @@ DEFAULT_SCOPES = ("app_mentions:read", "chat:write", "im:history", "im:write", "
 # Events the app subscribes to (the manifest lists the same).
 EVENTS = ("app_home_opened", "app_mention", "app_uninstalled", "message.im", "tokens_revoked")
 SEEN_EVENTS_KEPT = timedelta(days=1)
+# A recipe that takes longer than this is acknowledged with "Working on …" first.
+ACKNOWLEDGE_AFTER_S = 2.0
 SLACK_CALL_TIMEOUT_S = 5.0
 
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
@@ -439,9 +441,15 @@ class SlackSurface:
             activity_key=f"{SURFACE}|{event_key}",
             conversation=place.reference(),
         )
-        # Slack has been answered already (the event was acknowledged): run to the end.
+        # Slack has been answered already (the event was acknowledged): run to the end, saying
+        # so first when it takes more than a moment.
+        run = asyncio.ensure_future(self.runner.run(request))
+        done, _ = await asyncio.wait({run}, timeout=ACKNOWLEDGE_AFTER_S)
+        if not done:
+            working = messages.RECIPE_WORKING.format(recipe=found.recipe.name)
+            await self._post(client, place.channel, working)
         try:
-            result = await self.runner.run(request)
+            result = await run
         except RunLeftToSweeper:
             return True  # the sweeper ends the run and tells the person, once
         await self._report_result(client, place, result)

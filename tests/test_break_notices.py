@@ -107,7 +107,10 @@ async def test_a_refused_refresh_is_told_once_with_reconnect(world: World) -> No
     assert "Sandbox" in shown and "jane@sandbox.example" in shown
     assert "no longer accepts your saved sign-in" in shown
     reconnect = [a for a in sent.card["actions"] if a.get("verb") == verbs.RECONNECT]
-    assert reconnect and reconnect[0]["data"] == {verbs.CONNECTION_INPUT: connection.id}
+    assert reconnect and reconnect[0]["data"] == {
+        verbs.CONNECTION_INPUT: connection.id,
+        verbs.FROM_NOTICE_KEY: True,
+    }
     for token in world.sandbox.state.by_access:
         assert token not in shown
     [event] = await break_notified(world, connection)
@@ -120,12 +123,11 @@ async def test_a_refused_refresh_is_told_once_with_reconnect(world: World) -> No
     assert len(notice_cards(world)) == 1
     assert len(await break_notified(world, connection)) == 1
 
-    # Reconnect from the notice sends a Login card, as from the list.
+    # Reconnect on the notice sends a Login card, as from the list, and the notice keeps
+    # naming the account (it does not turn into the whole list).
     world.bot.connector.clear()
-    status, _ = await world.bot.post(
-        activities.card_action(
-            JANE, world.bot.service_url, verbs.RECONNECT, {verbs.CONNECTION_INPUT: connection.id}
-        )
+    status, answer = await world.bot.post(
+        activities.card_action(JANE, world.bot.service_url, verbs.RECONNECT, reconnect[0]["data"])
     )
     assert status == 200
     assert any(
@@ -133,6 +135,10 @@ async def test_a_refused_refresh_is_told_once_with_reconnect(world: World) -> No
         for s in world.bot.connector.sent
         for a in s.activity.get("attachments") or []
     )
+    answered = json.dumps(answer)
+    assert "jane@sandbox.example" in answered
+    assert "sign-in card for Sandbox" in answered
+    assert "Next" not in answered and "Disconnect" not in answered
 
 
 async def refuse_refresh_again(world: World, connection: Connection) -> None:

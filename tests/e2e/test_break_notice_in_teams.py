@@ -229,9 +229,10 @@ async def test_a_refused_sign_in_is_told_once_in_the_personal_chat_with_reconnec
     assert answer is not None
     await login_cards(teams).nth(before).wait_for()
     await teams.screenshot("reconnect-from-notice")
-    # The notice's place now holds the connections list, saying the Login card is below.
+    # The notice keeps naming the account and says the Login card is below.
     sent = messages.RECONNECT_SENT.format(app=APP)
     assert sent in json.dumps(answer)
+    assert ACCOUNT in json.dumps(answer)
     await teams.card_with_text(sent).wait_for()
 
 
