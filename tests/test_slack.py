@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -705,3 +706,44 @@ async def test_a_recipe_asked_in_a_channel_signs_in_privately(world: SlackWorld)
     [notice] = world.slack.ephemeral_to(JANE, CHANNEL)
     assert "DM" in notice.text
     assert world.sandbox.state.opportunities == []
+
+
+async def test_rotated_bot_tokens_are_renewed_and_stored_encrypted(
+    start_bot: StartBot,
+    slack_api: SlackApi,
+    apps_file: Path,
+    bot_port: int,
+    tmp_path: Path,
+) -> None:
+    """With Slack's token rotation on, a bot token close to expiry is exchanged for a new one
+    (oauth.v2.access, grant_type=refresh_token) before the bot answers, and the new pair is
+    what the store keeps."""
+    slack_api.token_rotation = True
+    bot = await start_slack_bot(start_bot, slack_api, apps_file, bot_port, tmp_path)
+    installed = await install_through_oauth(bot, slack_api)
+    bots = bot.database.db["slack_bots"]
+    # As if eleven and a half of its twelve hours had passed.
+    soon = datetime.now(UTC) + timedelta(minutes=30)
+    await bots.update_many({}, {"$set": {"bot_token_expires_at": soon}})
+    await bot.database.db["slack_installations"].update_many(
+        {}, {"$set": {"bot_token_expires_at": soon}}
+    )
+    world = SlackWorld(bot, slack_api, None, installed, None, None, "")  # type: ignore[arg-type]
+    await world.dm(JANE, "help")
+    channel = slack_api.dm_channel(JANE)
+    await world.next_post(channel, 0)
+    rotations = [
+        call
+        for call in slack_api.of("oauth.v2.access")
+        if call.params.get("grant_type") == "refresh_token"
+    ]
+    assert len(rotations) == 1 and rotations[0].ok
+    renewed = rotations[0].answer["access_token"]
+    assert renewed != installed.bot_token
+    [posted] = [c for c in slack_api.of("chat.postMessage") if c.ok]
+    assert posted.token == renewed
+    stores = bot.client.server.app[WIRING_KEY].slack.installations
+    stored = await stores.async_find_bot(enterprise_id=None, team_id=TEAM)
+    assert stored is not None and stored.bot_token == renewed
+    raw = [document async for document in bots.find({})]
+    assert renewed not in repr(raw)
