@@ -39,6 +39,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 import background
@@ -144,6 +145,7 @@ class SlackSurface:
 
     def __post_init__(self) -> None:
         self.client = AsyncWebClient(base_url=self.api_url, timeout=int(SLACK_CALL_TIMEOUT_S))
+        self.verifier = SignatureVerifier(self.signing_secret)
         self.app = AsyncApp(
             signing_secret=self.signing_secret,
             client=self.client,
@@ -174,14 +176,24 @@ class SlackSurface:
     # --- HTTP ------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.Response:
-        bolt_request = await to_bolt_request(request)
-        flow = self.app.oauth_flow
-        if request.method == "GET" and flow is not None:
-            if request.path == INSTALL_PATH:
-                return await to_aiohttp_response(await flow.handle_installation(bolt_request))
-            if request.path == REDIRECT_PATH:
-                return await to_aiohttp_response(await flow.handle_callback(bolt_request))
-        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+        try:
+            bolt_request = await to_bolt_request(request)
+            flow = self.app.oauth_flow
+            if request.method == "GET" and flow is not None:
+                if request.path == INSTALL_PATH:
+                    return await to_aiohttp_response(await flow.handle_installation(bolt_request))
+                if request.path == REDIRECT_PATH:
+                    return await to_aiohttp_response(await flow.handle_callback(bolt_request))
+            return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+        except (ValueError, AttributeError, TypeError, KeyError):
+            # Bolt reads the body before it checks the signature, and trusts its shape: one it
+            # cannot read is answered as its signature deserves, never with a 500. (Listeners
+            # run after the answer, so nothing of ours is caught here.)
+            body = await request.text()
+            if not self.verifier.is_valid_request(body, dict(request.headers)):
+                return web.json_response({"error": "invalid request"}, status=401)
+            log.info(messages.LOG_SLACK_UNREADABLE)
+            return web.json_response({"error": messages.SLACK_UNREADABLE}, status=400)
 
     # --- listeners -------------------------------------------------------------------------
 

@@ -747,3 +747,27 @@ async def test_rotated_bot_tokens_are_renewed_and_stored_encrypted(
     assert stored is not None and stored.bot_token == renewed
     raw = [document async for document in bots.find({})]
     assert renewed not in repr(raw)
+
+
+async def test_malformed_but_signed_requests_get_a_clear_answer(world: SlackWorld) -> None:
+    """Signed garbage, an action without actions, a callback without code or state: a 4xx or
+    an acknowledgement, never a 500, and nothing is changed."""
+    connection = await world.connection_for(JANE, "jane@sandbox.example")
+    garbage = await world.send("{not json", content_type="application/json")
+    assert garbage.status == 400
+    forged = await world.send("{not json", content_type="application/json", secret="wrong")
+    assert forged.status == 401
+    empty = json.dumps({"type": "block_actions", "user": {"id": JANE}, "team": {"id": TEAM}})
+    no_actions = await world.send(
+        urlencode({"payload": empty}), content_type="application/x-www-form-urlencoded"
+    )
+    assert no_actions.status < 500
+    not_a_payload = await world.send(
+        urlencode({"payload": "[]"}), content_type="application/x-www-form-urlencoded"
+    )
+    assert not_a_payload.status < 500
+    callback = await world.bot.client.get(REDIRECT_PATH)
+    assert 400 <= callback.status < 500
+    assert "Traceback" not in await callback.text()
+    stored = await world.database.connections.get(connection.id)
+    assert stored is not None and stored.status is ConnectionStatus.CONNECTED
