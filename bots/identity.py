@@ -13,6 +13,15 @@ from typing import Any
 from bots.activity import IncomingActivity
 from storage.models import Owner
 
+# Ids in another surface's namespace (a Slack person is `slack:<id>`, slack/identity.py): no
+# Teams activity carries them, so one that does is kept apart, never taken for that person.
+_OTHER_SURFACES = ("slack:",)
+
+
+def _own(value: str) -> str:
+    return f"teams:{value}" if value.startswith(_OTHER_SURFACES) else value
+
+
 _AT_TAG = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
 
@@ -22,15 +31,15 @@ def tenant_id_of(activity: IncomingActivity) -> str:
     if channel_data is not None:
         tenant = channel_data.get("tenant")
         if isinstance(tenant, dict) and isinstance(tenant.get("id"), str) and tenant["id"]:
-            return str(tenant["id"])
-    return activity.conversation.tenant_id
+            return _own(str(tenant["id"]))
+    return _own(activity.conversation.tenant_id)
 
 
 def owner_of(activity: IncomingActivity) -> Owner:
     sender = activity.sender
     return Owner(
         tenant_id=tenant_id_of(activity),
-        aad_object_id=sender.aad_object_id or f"channel-user:{sender.id}",
+        aad_object_id=_own(sender.aad_object_id) or f"channel-user:{sender.id}",
         teams_user_id=sender.id,
         name=sender.name,
     )

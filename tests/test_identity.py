@@ -35,3 +35,20 @@ def test_a_stored_reference_keeps_its_tenant_in_either_spelling() -> None:
 
     legacy = {**reference, "conversation": {"id": "a:1", "tenantID": "legacy-tenant"}}
     assert tenant_id_of(IncomingActivity.continuing(legacy, None)) == "legacy-tenant"
+
+
+def test_a_teams_activity_never_passes_for_a_slack_person() -> None:
+    """Slack people are stored as `slack:<team>` / `slack:<user>`; a Teams activity naming such
+    ids is kept in its own namespace, so it can never reach a Slack person's connections."""
+    from slack.identity import slack_owner
+    from tests.support.activities import Person
+
+    impostor = Person("29:x", "slack:U0JANE0001", "Jane", tenant_id="slack:T0FAKE001")
+    owner = owner_of(IncomingActivity.from_json(activities.message(impostor, SERVICE_URL, "hi")))
+    slack_jane = slack_owner(enterprise_id=None, team_id="T0FAKE001", user_id="U0JANE0001")
+    assert (owner.tenant_id, owner.aad_object_id) != (
+        slack_jane.tenant_id,
+        slack_jane.aad_object_id,
+    )
+    assert owner.tenant_id == "teams:slack:T0FAKE001"
+    assert owner.aad_object_id == "teams:slack:U0JANE0001"
