@@ -738,7 +738,9 @@ LOG_KEEP_ALIVE_ROUND = (
     "Kept connections alive: %d refreshed, %d already fresh, %d need sign-in, %d not reachable "
     "(apps skipped after repeated failures: %s)."
 )
-LOG_KEEP_ALIVE_FAILED = "A round of keeping connections alive failed; the next round tries again."
+LOG_KEEP_ALIVE_FAILED = (
+    "A round of keeping connections alive failed (%s); the next round tries again."
+)
 LOG_NOTICE_FAILED = "Telling a person that their connection broke failed (%s)."
 NOTICE_AN_ADMINISTRATOR = "an administrator"
 NOTICE_WHY_REFRESH_REFUSED = (

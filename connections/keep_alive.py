@@ -79,7 +79,6 @@ class KeepAlive:
     failures_before_skip: int = FAILURES_BEFORE_SKIP
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)
-    _dated: bool = False
 
     def idle_cutoff(self, provider: Provider, now: datetime) -> datetime | None:
         """Refresh tokens of `provider` issued before this are due (None: they never lapse)."""
@@ -134,10 +133,6 @@ class KeepAlive:
             KEEP_ALIVE_LEASE, holder=self.holder, until=now + lease, now=now
         ):
             return None
-        if not self._dated:
-            # Once per process: records from before the issue time was kept become due.
-            await self.store.date_undated_tokens()
-            self._dated = True
         report = RoundReport()
         everyone = asyncio.Semaphore(self.concurrency)
         due = await self.due(now)
@@ -193,9 +188,12 @@ class KeepAlive:
         await asyncio.gather(*(one(connection_id) for connection_id in ids))
 
     async def run_forever(self) -> None:
+        # Not at start: lapses are days away, a starting process has better things to do, and
+        # processes started together spread their rounds.
+        await asyncio.sleep(self.interval_s * random.uniform(0.5, 1.0))  # noqa: S311
         while True:
             try:
                 await self.round()
-            except Exception:  # one failed round must not stop the job
-                log.warning(messages.LOG_KEEP_ALIVE_FAILED, exc_info=True)
+            except Exception as error:  # one failed round must not stop the job
+                log.warning(messages.LOG_KEEP_ALIVE_FAILED, type(error).__name__)
             await asyncio.sleep(self.interval_s)

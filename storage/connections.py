@@ -572,31 +572,30 @@ class ConnectionStore:
         self, *, provider: str, before: datetime, limit: int
     ) -> list[str]:
         """Connected records of app `provider` whose refresh token was issued before `before`,
-        oldest first (see `date_undated_tokens` for records older than the issue time)."""
-        cursor = (
-            self._connections.find(
-                {
-                    "provider": provider,
-                    "status": ConnectionStatus.CONNECTED.value,
-                    # Bounded on both sides, so the embedded store reads it through the index.
-                    "tokens_issued_at": {"$gte": revocations.EPOCH, "$lt": before},
-                    "kind": {"$in": list(LIVE_KINDS)},
-                },
-                projection={"_id": 1},
+        oldest first; records that do not say when (stored before the time was kept) first of
+        all. Both are read through the `refresh_tokens_by_age` index: an equality on null, then
+        a range bounded on both sides (the embedded store reads a one-sided range, or an
+        `$exists`, record by record)."""
+        base = {"provider": provider, "status": ConnectionStatus.CONNECTED.value}
+        found: list[str] = []
+        for issued in (
+            # Records without tokens (a parent never authorized) have no issue time either.
+            {"tokens_issued_at": None, "tokens": {"$ne": None}},
+            {"tokens_issued_at": {"$gte": revocations.EPOCH, "$lt": before}},
+        ):
+            cursor = (
+                self._connections.find({**base, **issued}, projection={"kind": 1})
+                .sort([("tokens_issued_at", ASCENDING)])
+                .limit(limit - len(found))
             )
-            .sort([("tokens_issued_at", ASCENDING)])
-            .limit(limit)
-        )
-        return [str(document["_id"]) async for document in cursor]
-
-    async def date_undated_tokens(self) -> int:
-        """Give records stored before the issue time was kept (tokens, no `tokens_issued_at`)
-        the oldest possible issue time, so they count as due once; returns how many."""
-        result = await self._connections.update_many(
-            {"tokens_issued_at": {"$exists": False}, "tokens": {"$ne": None}},
-            {"$set": {"tokens_issued_at": revocations.EPOCH}},
-        )
-        return result.modified_count
+            found += [
+                str(document["_id"])
+                async for document in cursor
+                if document.get("kind") in LIVE_KINDS
+            ]
+            if len(found) >= limit:
+                break
+        return found
 
     async def access_tokens_expiring(
         self, *, before: datetime, providers: list[str], parents: bool, limit: int

@@ -145,10 +145,6 @@ class ConnectionRecords(Protocol):
         """Connected records of an app whose refresh token was issued before `before`."""
         ...
 
-    async def date_undated_tokens(self) -> int:
-        """Records stored before the issue time was kept get the oldest one (due once)."""
-        ...
-
     async def access_tokens_expiring(
         self, *, before: datetime, providers: list[str], parents: bool, limit: int
     ) -> list[tuple[str, str]]:

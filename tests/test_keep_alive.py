@@ -384,3 +384,20 @@ async def start_worker(keeper: Keeper, mongodb_uri: str) -> asyncio.subprocess.P
     assert worker.stdout is not None
     assert (await asyncio.wait_for(worker.stdout.readline(), 60)).strip() == b"ready"
     return worker
+
+
+async def test_a_record_from_before_issue_times_were_kept_is_refreshed_once(
+    keeper: Keeper,
+) -> None:
+    connection = await keeper.connection("boxlike")
+    await keeper.database.db["connections"].update_one(
+        {"_id": ObjectId(connection.id)}, {"$unset": {"tokens_issued_at": ""}}
+    )
+    first = await keeper.keep_alive.round(lease_for=timedelta(seconds=1))
+    assert first is not None and first.refreshed == 1
+    assert (await keeper.record(connection)).tokens_issued_at is not None
+    keeper.keep_alive.holder = "next round"
+    await keeper.database.db["leases"].delete_many({})
+    second = await keeper.keep_alive.round()
+    assert second is not None and second.refreshed == 0
+    assert keeper.sandbox.stats()["token.refresh_token"] == 1
