@@ -396,4 +396,5 @@ class ConnectionsService:
             return
         if events is None:
             await self.settler.record_events(connection_id)
-        self.settler.settle_later(connection_id)
+        # A person's own change (given with its events) leaves no break notice to tell.
+        self.settler.settle_later(connection_id, notice=events is None)

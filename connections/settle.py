@@ -68,13 +68,14 @@ class ConnectionSettler:
         except Exception:  # the change itself is safe; the sweep will record the event
             log.warning(messages.LOG_SETTLE_DEFERRED, exc_info=True)
 
-    def settle_later(self, connection_id: str) -> None:
-        """Revoke and tidy up in the background, after the person's answer."""
-        task = asyncio.create_task(self.settle(ObjectId(connection_id)))
+    def settle_later(self, connection_id: str, *, notice: bool = True) -> None:
+        """Revoke and tidy up in the background, after the person's answer (`notice`: the
+        change may have left a break notice to tell; a person's own change never does)."""
+        task = asyncio.create_task(self.settle(ObjectId(connection_id), notice=notice))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def settle(self, connection_id: ObjectId) -> None:
+    async def settle(self, connection_id: ObjectId, *, notice: bool = True) -> None:
         """Everything left for one record: its events, a due revocation (and its event), a
         tombstone. The change's events go first, so a slow provider does not hold them back."""
         try:
@@ -83,7 +84,7 @@ class ConnectionSettler:
                 self.store.collection, connection_id, revocation_event
             ):
                 await drain(self.store.collection, connection_id, self.audit)
-            if self.tell_notice is not None:
+            if notice and self.tell_notice is not None:
                 await self.tell_notice(connection_id)
             await self.store.purge_tombstone(connection_id)
         except Exception:  # one record must not stop the others; the sweep retries it

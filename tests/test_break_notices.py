@@ -23,7 +23,7 @@ from tests.support import activities
 from tests.support.activities import JANE
 from tests.support.connector import Sent
 from tests.support.data import owner
-from tests.support.waiting import eventually
+from tests.support.waiting import audited, eventually
 from tests.test_signin_flow import World
 from tests.test_signin_flow import world as signin_world  # noqa: F401 (a fixture)
 
@@ -75,6 +75,8 @@ def notice_cards(world: World) -> list[Sent]:
 
 
 async def break_notified(world: World, connection: Connection) -> list[dict[str, Any]]:
+    # The outcome and its event are one update; the event reaches the log just after.
+    await audited(world.bot.database)
     events = await world.bot.database.audit.for_connection(connection.id)
     return [e.model_dump() for e in events if e.action == "connection.break_notified"]
 
