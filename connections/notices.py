@@ -75,6 +75,13 @@ def _still_true(document: dict[str, Any], reason: str) -> bool:
     )
 
 
+def _as_it_was(document: dict[str, Any]) -> Connection:
+    """The connection a record holds, a tombstone read as the record it was."""
+    return Connection.from_document(
+        {**document, "kind": document.get("deleted_kind", document["kind"])}
+    )
+
+
 def why(reason: str, by: str) -> str:
     """A break's reason in plain words."""
     if reason == notices.DELETED_BY_ADMINISTRATOR:
@@ -154,9 +161,7 @@ class BreakNotices:
 
     async def notice_of(self, document: dict[str, Any], notice: dict[str, Any]) -> BreakNotice:
         """What the notice says about the record."""
-        connection = Connection.from_document(
-            {**document, "kind": document.get("deleted_kind", document["kind"])}
-        )
+        connection = _as_it_was(document)
         reason = str(notice["reason"])
         provider = self.providers.get(connection.provider)
         removed = reason == notices.DELETED_BY_ADMINISTRATOR
@@ -178,9 +183,7 @@ class BreakNotices:
         return configured.contact if configured else messages.RECIPE_CONTACT_UNKNOWN
 
     def _event(self, document: dict[str, Any], notice: dict[str, Any], told: Told) -> Any:
-        connection = Connection.from_document(
-            {**document, "kind": document.get("deleted_kind", document["kind"])}
-        )
+        connection = _as_it_was(document)
         return AuditLog.event(
             actor=Actor.bot(),
             action=CONNECTION_BREAK_NOTIFIED,

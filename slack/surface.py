@@ -28,7 +28,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,7 +42,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-import background
 import messages
 from connections.notices import Told
 from connections.service import ChangeReport, ChangeResult, ConnectionsService, Reconnect
@@ -141,7 +140,6 @@ class SlackSurface:
     seen_events: AsyncCollection[dict[str, Any]]
     recipes_help: tuple[tuple[str, str], ...] = ()
     resumer: RunResumer | None = None
-    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.client = AsyncWebClient(base_url=self.api_url, timeout=int(SLACK_CALL_TIMEOUT_S))
@@ -571,10 +569,7 @@ class SlackSurface:
         """Update the pressed message in place (or the App Home tab it was pressed in)."""
         container = body.get("container") or {}
         if container.get("type") == "view" or body.get("view"):
-            views = await self.connections.list_views(_place(context, body).owner)
-            await client.views_publish(
-                user_id=_place(context, body).user_id, view=blocks.home_view(views)
-            )
+            await self._publish_home(client, _place(context, body))
             return
         channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
         ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
@@ -587,7 +582,7 @@ class SlackSurface:
             log.info(messages.LOG_SLACK_CALL_FAILED, "chat.update", _error(error))
 
     async def close(self) -> None:
-        await background.stop(*self._background)
+        """Nothing of its own runs in the background: each listener ends with its event."""
 
 
 def _value_of(body: dict[str, Any]) -> str:
