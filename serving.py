@@ -62,6 +62,7 @@ LISTEN_BACKLOG = 1024
 READY_TIMEOUT_S = 60.0  # a worker that does not answer /healthz by then is stopped
 WORKER_STOP_TIMEOUT_S = 30.0  # SIGTERM, then SIGKILL after this long
 WORKER_SHUTDOWN_TIMEOUT_S = 20.0  # a stopping worker's bound for the requests in flight
+ORPHAN_STOP_TIMEOUT_S = 5.0  # a worker whose supervisor died: its whole stop, bounded
 ACCEPTED_GRACE_S = 0.5  # a stopping worker still reads requests on connections it accepted
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # then 10 s between attempts, for as long as needed
 STABLE_AFTER_S = 30.0  # a worker that ran this long earns the shortest delay again
@@ -132,6 +133,7 @@ async def _serve_worker(
     app: web.Application, handoff: WorkerHandoff, access_log_class: type[AbstractAccessLogger]
 ) -> None:
     loop = asyncio.get_running_loop()
+    supervisor = os.getppid()
     stop = asyncio.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, stop.set)
@@ -155,7 +157,17 @@ async def _serve_worker(
                 await site.stop()
         await asyncio.sleep(ACCEPTED_GRACE_S)
     finally:
-        await runner.cleanup()
+        # Orphaned (the supervisor was killed, and the embedded store with it): nothing can
+        # finish against a store that is gone, so the stop is short rather than a series of
+        # store timeouts.
+        orphaned = os.getppid() != supervisor
+        try:
+            async with asyncio.timeout(ORPHAN_STOP_TIMEOUT_S if orphaned else None):
+                await runner.cleanup()
+        except TimeoutError:
+            log.warning(messages.LOG_ORPHAN_STOPPED, ORPHAN_STOP_TIMEOUT_S)
+            logging.shutdown()
+            os._exit(1)  # what is left waits on the store that is gone; nothing to save
         with contextlib.suppress(OSError):
             os.unlink(handoff.health_path)
 

@@ -23,10 +23,11 @@ from bson import ObjectId
 import messages
 from oauth.revocations import ATTEMPT_TIMEOUT_S, ATTEMPTS, Revocations, succeeded
 from oauth.tokens import GrantRevoker
+from storage import notices
 from storage.audit import CONNECTION_REVOKE_FAILED, CONNECTION_REVOKED, AuditLog
 from storage.connections import ConnectionStore
 from storage.models import Actor
-from storage.outbox import drain
+from storage.outbox import drain, record_events
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class ConnectionSettler:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.revocations = Revocations(self.revoke_grant)
+        self.revocations = Revocations(self.revoke_grant, self.audit)
 
     async def record_events(self, connection_id: str) -> None:
         """Move the record's pending events into the audit log now (best effort: the sweep
@@ -79,14 +80,21 @@ class ConnectionSettler:
         """Everything left for one record: its events, a due revocation (and its event), a
         tombstone. The change's events go first, so a slow provider does not hold them back."""
         try:
-            await drain(self.store.collection, connection_id, self.audit)
-            if await self.revocations.attempt_due(
-                self.store.collection, connection_id, revocation_event
-            ):
-                await drain(self.store.collection, connection_id, self.audit)
-            if notice and self.tell_notice is not None:
+            # One read decides what is left, so a record with nothing to do (or whose work
+            # another process holds) costs no write: writes are what the store serializes.
+            collection = self.store.collection
+            record = await collection.find_one({"_id": connection_id})
+            if record is None:
+                return
+            # The change's events reach the audit log first, so a slow provider does not hold
+            # them back; they leave the outbox in the write that takes the revocation's lease.
+            recorded = await record_events(record, self.audit)
+            await self.revocations.attempt_due(
+                collection, connection_id, revocation_event, record=record, also=recorded
+            )
+            if notice and self.tell_notice is not None and notices.is_pending(record):
                 await self.tell_notice(connection_id)
-            await self.store.purge_tombstone(connection_id)
+            await self.store.purge_tombstone(connection_id, record=record)
         except Exception:  # one record must not stop the others; the sweep retries it
             log.warning(messages.LOG_SETTLE_DEFERRED, exc_info=True)
 

@@ -2,10 +2,10 @@
 
 `Revocations.attempt_due(collection, id, event_for)` takes the record's due revocation under a
 short lease, calls the provider once (bounded), and either ends it, recording the audit event
-`event_for` builds in the same update, or counts the attempt and sets the next one after a
-growing pause (10 s, 40 s, 160 s, 640 s). After `ATTEMPTS` tries, or a result that cannot
-change, it ends as failed. Connections (connections/settle.py) and voided sign-ins
-(oauth/signin.py) both use it.
+`event_for` builds (once, under the revocation's own event id), or counts the attempt and sets
+the next one after a growing pause (10 s, 40 s, 160 s, 640 s). After `ATTEMPTS` tries, or a
+result that cannot change, it ends as failed. Connections (connections/settle.py) and voided
+sign-ins (oauth/signin.py) both use it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 import messages
 from oauth.tokens import GrantRevoker
 from storage import revocations
+from storage.audit import AuditLog
 from storage.models import EncryptedTokens
 
 log = logging.getLogger(__name__)
@@ -53,16 +54,31 @@ def succeeded(result: str) -> bool:
 @dataclass
 class Revocations:
     revoke_grant: GrantRevoker | None
+    audit: AuditLog
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     async def attempt_due(
-        self, collection: AsyncCollection[Document], document_id: Any, event_for: EventFor
+        self,
+        collection: AsyncCollection[Document],
+        document_id: Any,
+        event_for: EventFor,
+        *,
+        record: Document | None = None,
+        also: Document | None = None,
     ) -> str | None:
         """One attempt at the record's revocation if it is due and free; returns the result
-        when the revocation ended now, None otherwise."""
+        when the revocation ended now, None otherwise. `record` is the record as just read, if
+        the caller has it; `also` an update to apply to it in any case (in the lease's write
+        when there is one: see `revocations.take`)."""
         now = datetime.now(UTC)
         document = await revocations.take(
-            collection, document_id, holder=self.holder, until=now + LEASE, now=now
+            collection,
+            document_id,
+            holder=self.holder,
+            until=now + LEASE,
+            now=now,
+            record=record,
+            also=also,
         )
         if document is None:
             return None
@@ -70,8 +86,10 @@ class Revocations:
         result = await self._attempt(revocation)
         attempts = int(revocation.get("attempts", 0)) + 1
         if result in SETTLED or result in HOPELESS or attempts >= ATTEMPTS:
-            event = event_for(document, result, attempts)
-            await revocations.finish(collection, document_id, holder=self.holder, event=event)
+            event = event_for(document, result, attempts) | {"_id": revocation["event_id"]}
+            await revocations.finish(
+                collection, document_id, holder=self.holder, event=event, audit=self.audit
+            )
             return result
         log.info(messages.LOG_REVOKE_RETRY, revocation.get("provider"), attempts)
         await revocations.postpone(

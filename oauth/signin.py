@@ -149,7 +149,7 @@ class SignInService:
 
     @property
     def revocations(self) -> Revocations:
-        return Revocations(self.revoke_grant)
+        return Revocations(self.revoke_grant, self.audit)
 
     @classmethod
     def over(

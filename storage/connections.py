@@ -16,6 +16,7 @@ Its methods are listed, with what each does, in `storage.protocols.ConnectionRec
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from storage import notices, revocations
 from storage.audit import (
@@ -149,7 +150,10 @@ class ConnectionStore:
             ],
             name="by_owner",
         )
-        await self._connections.create_index([("kind", ASCENDING)], name="by_kind")
+        # Every write pays for every index (the embedded store most of all), so none is kept
+        # that another one's prefix already serves: `kind` alone leads several below.
+        with contextlib.suppress(OperationFailure):
+            await self._connections.drop_index("by_kind")
         await self._connections.create_index(
             [("kind", ASCENDING), ("deleted_at", ASCENDING)], name="tombstones"
         )
@@ -846,9 +850,16 @@ class ConnectionStore:
                 found[document["_id"]] = None
         return list(found)[:limit]
 
-    async def purge_tombstone(self, connection_id: ObjectId) -> bool:
+    async def purge_tombstone(
+        self, connection_id: ObjectId, *, record: Document | None = None
+    ) -> bool:
         """Remove a deleted record once nothing about it is left to do and Teams can no longer
-        retry the Delete (so a retried press is told "deleted", not "not found")."""
+        retry the Delete (so a retried press is told "deleted", not "not found").
+
+        `record` is the record as read a moment ago, if the caller has it: one that was not yet
+        an old enough tombstone then is not one now, and costs no write."""
+        if record is not None and not _old_tombstone(record, datetime.now(UTC)):
+            return False
         result = await self._connections.delete_one(
             {
                 "_id": connection_id,
@@ -928,6 +939,16 @@ def _applied(document: Document, changes: Document) -> Connection | None:
     after.pop(REVOCATION, None)
     after.pop(NOTICE, None)
     return Connection.from_document(after)
+
+
+def _old_tombstone(record: Document, now: datetime) -> bool:
+    """Whether a record (as read) is a tombstone kept past Teams' retry window."""
+    deleted_at = record.get("deleted_at")
+    if record.get("kind") != ConnectionKind.DELETED.value or not isinstance(deleted_at, datetime):
+        return False
+    if deleted_at.tzinfo is None:
+        deleted_at = deleted_at.replace(tzinfo=UTC)
+    return deleted_at <= now - TOMBSTONE_KEPT
 
 
 def _notice_unless_own(document: Document, actor: Actor, reason: str, now: datetime) -> Document:

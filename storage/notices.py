@@ -9,6 +9,7 @@ finished after; one whose sender died in between ends as `unknown` and is never 
 Finishing records its audit event on the record's outbox in the same update.
 
 Functions (over the connections collection):
+    is_pending(record) -> whether a record (as read) has a notice waiting to be told
     pending(reason, now, by=) -> the `notice` sub-document
     due(collection, now=, limit=) -> ids of records with a notice to tell or to close
     claim(collection, id, holder=, until=, now=) -> the record, or None
@@ -55,6 +56,11 @@ def pending(reason: str, now: datetime, *, by: str = "") -> Document:
         "state": PENDING,
         "due_at": now,
     }
+
+
+def is_pending(record: Document) -> bool:
+    """Whether a record (as read) holds a notice waiting to be told."""
+    return ((record.get(NOTICE) or {}).get("state")) == PENDING
 
 
 def _due(now: datetime) -> Document:

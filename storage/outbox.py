@@ -9,7 +9,8 @@ twice; the reconciler (`connections/settle.py`) finishes whatever a crash left b
 
 Functions:
     push(event) -> update document part: `{"$push": {"outbox": event}}`
-    drain(collection, document_id, audit) -> int: move one record's events into the audit log
+    drain(collection, document_id, audit, record=) -> int: move a record's events to the audit log
+    record_events(record, audit) -> the `$pull` that empties what was recorded, or None
     records_with_events(collection, limit=) -> list of ids
 """
 
@@ -36,10 +37,18 @@ def push(*events: Document) -> Document:
     return {"$push": {OUTBOX: {"$each": list(events)}}}
 
 
-async def drain(collection: AsyncCollection[Document], document_id: Any, audit: AuditLog) -> int:
+async def drain(
+    collection: AsyncCollection[Document],
+    document_id: Any,
+    audit: AuditLog,
+    *,
+    record: Document | None = None,
+) -> int:
     """Move one record's pending events into the audit log, oldest first; returns how many
-    were written now (events another process wrote first are not counted)."""
-    record = await collection.find_one({"_id": document_id}, projection={OUTBOX: 1})
+    were written now (events another process wrote first are not counted). `record` is the
+    record as just read, if the caller has it (an empty outbox then costs nothing)."""
+    if record is None:
+        record = await collection.find_one({"_id": document_id}, projection={OUTBOX: 1})
     written = 0
     for event in (record or {}).get(OUTBOX) or []:
         written += await audit.insert_event(event)
@@ -47,6 +56,17 @@ async def drain(collection: AsyncCollection[Document], document_id: Any, audit: 
             {"_id": document_id}, {"$pull": {OUTBOX: {"_id": event["_id"]}}}
         )
     return written
+
+
+async def record_events(record: Document, audit: AuditLog) -> Document | None:
+    """Store a record's pending events (as read) in the audit log; returns the update that
+    takes them off its outbox, for the caller to apply (maybe with another change), or None."""
+    events = record.get(OUTBOX) or []
+    for event in events:
+        await audit.insert_event(event)
+    if not events:
+        return None
+    return {"$pull": {OUTBOX: {"_id": {"$in": [event["_id"] for event in events]}}}}
 
 
 async def records_with_events(

@@ -214,7 +214,9 @@ class ConnectionRecords(Protocol):
         """Records with events to record, a revocation due, or a tombstone to purge."""
         ...
 
-    async def purge_tombstone(self, connection_id: ObjectId) -> bool:
+    async def purge_tombstone(
+        self, connection_id: ObjectId, *, record: dict[str, Any] | None = None
+    ) -> bool:
         """Remove a deleted record once nothing about it is left to do and Teams can no longer
         retry the Delete (so a retried press is told "deleted", not "not found").
         """

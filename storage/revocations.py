@@ -4,13 +4,16 @@ When a record drops its tokens (a Disconnect, a Delete, a voided sign-in), the s
 its `revocation`: the sealed tokens, kept for that one purpose, with the attempt count, when the
 next attempt is due and a short lease so one process at a time attempts it. Because it is written
 in the change itself, a crash before the provider is called only delays the revocation: whoever
-sweeps next finds it due. Ending it drops the tokens and records the audit event in one update.
+sweeps next finds it due. Ending it records the audit event (under an id fixed when the
+revocation was written, so it is stored once however often the end is repeated), then drops
+the tokens.
 
 Functions (over any collection whose records may carry a `revocation`):
     pending(tokens, provider, actor, now) -> the `revocation` sub-document
     due_filter(now) -> query part matching records with an attempt due
-    take(collection, id, holder=, until=, now=) -> the record, or None
-    finish(collection, id, holder=, event=, also=) -> bool
+    take(collection, id, holder=, until=, now=, record=, also=) -> the record, or None
+    is_due_and_free(revocation, now) -> bool
+    finish(collection, id, holder=, event=, audit=) -> bool
     postpone(collection, id, holder=, next_at=)
 """
 
@@ -19,11 +22,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
+from storage.audit import AuditLog
 from storage.models import Actor
-from storage.outbox import push
 
 Document = dict[str, Any]
 REVOCATION = "revocation"
@@ -39,6 +43,9 @@ def pending(tokens: Document, provider: str, actor: Actor, now: datetime) -> Doc
         "attempts": 0,
         "next_at": now,
         "lease_until": None,
+        # The id of the audit event that will end it, fixed now: a repeat after a crash
+        # stores that event once (see `finish`).
+        "event_id": ObjectId(),
     }
 
 
@@ -61,28 +68,76 @@ async def take(
     holder: str,
     until: datetime,
     now: datetime,
+    record: Document | None = None,
+    also: Document | None = None,
 ) -> Document | None:
-    """Take a due revocation for one attempt (one process at a time); returns the record."""
-    take = {"$set": {f"{REVOCATION}.lease_until": until, f"{REVOCATION}.holder": holder}}
-    # Two conditional updates on the id rather than one `$or`, which the embedded store
-    # answers by reading every record: free, then run out.
-    for free in ({f"{REVOCATION}.lease_until": None}, {f"{REVOCATION}.lease_until": {"$lte": now}}):
-        result = await collection.update_one({"_id": document_id, **due_filter(now), **free}, take)
-        if result.modified_count == 1:
-            break
-    else:
+    """Take a due revocation for one attempt (one process at a time); returns the record.
+
+    `record` is the record as just read, if the caller has it. The lease is taken by one
+    compare-and-set on what was read (its due time, attempts and lease), so a revocation that
+    is not due, or is held by another process, costs no write at all: a sweep passing over
+    work another process is doing only reads. `also` is an update (a `$pull`) to apply to the
+    record in any case: with the lease, in the same write, or alone when there is none to take.
+    """
+    if record is None:
+        record = await collection.find_one({"_id": document_id})
+    revocation = (record or {}).get(REVOCATION)
+    if record is None or not is_due_and_free(revocation, now):
+        if also:
+            await collection.update_one({"_id": document_id}, also)
         return None
-    document = await collection.find_one({"_id": document_id})
-    return document if document is not None and document.get(REVOCATION) else None
+    assert revocation is not None
+    lease: Document = {f"{REVOCATION}.lease_until": until, f"{REVOCATION}.holder": holder}
+    if not revocation.get("event_id"):  # pending before revocations carried one
+        revocation = revocation | {"event_id": ObjectId()}
+        lease[f"{REVOCATION}.event_id"] = revocation["event_id"]
+    result = await collection.update_one(
+        {
+            "_id": document_id,
+            f"{REVOCATION}.next_at": revocation["next_at"],
+            f"{REVOCATION}.attempts": revocation.get("attempts", 0),
+            f"{REVOCATION}.lease_until": revocation.get("lease_until"),
+        },
+        {"$set": lease, **(also or {})},
+    )
+    if result.modified_count != 1:
+        if also:
+            await collection.update_one({"_id": document_id}, also)
+        return None
+    return record | {REVOCATION: revocation}
+
+
+def is_due_and_free(revocation: Document | None, now: datetime) -> bool:
+    """Whether a `revocation` sub-document (as read) has an attempt due that nobody holds."""
+    if not revocation:
+        return False
+    next_at = revocation.get("next_at")
+    if not isinstance(next_at, datetime) or _aware(next_at) > now:
+        return False
+    lease_until = revocation.get("lease_until")
+    return lease_until is None or _aware(lease_until) <= now
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored time as an aware UTC time (a client may read them back naive)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def finish(
-    collection: AsyncCollection[Document], document_id: Any, *, holder: str, event: Document
+    collection: AsyncCollection[Document],
+    document_id: Any,
+    *,
+    holder: str,
+    event: Document,
+    audit: AuditLog,
 ) -> bool:
-    """The revocation is over (done, or given up): drop it, recording its audit event."""
+    """The revocation is over (done, or given up): record its audit event, then drop it.
+
+    The event carries the revocation's own `event_id`, so a process that dies between the two
+    writes leaves a revocation that the next attempt ends again, storing nothing twice."""
+    await audit.insert_event(event)
     result = await collection.update_one(
-        {"_id": document_id, f"{REVOCATION}.holder": holder},
-        {"$unset": {REVOCATION: ""}, **push(event)},
+        {"_id": document_id, f"{REVOCATION}.holder": holder}, {"$unset": {REVOCATION: ""}}
     )
     return result.modified_count == 1
 

@@ -10,6 +10,7 @@ from bson import ObjectId
 
 from connections.service import ConnectionsService
 from connections.settle import ConnectionSettler
+from oauth.tokens import GrantRevoker
 from storage import revocations
 from storage.database import Database
 from storage.models import Actor
@@ -19,8 +20,8 @@ from tests.support.data import owner, runtime
 from tests.support.waiting import audited
 
 
-def settler(database: Database) -> ConnectionSettler:
-    return ConnectionSettler(store=database.connections, audit=database.audit, revoke_grant=None)
+def settler(database: Database, revoke: GrantRevoker | None = None) -> ConnectionSettler:
+    return ConnectionSettler(store=database.connections, audit=database.audit, revoke_grant=revoke)
 
 
 async def test_a_change_carries_its_event_until_recorded(database: Database) -> None:
@@ -131,3 +132,40 @@ async def test_the_sweeps_queries_ride_indexes(database: Database) -> None:
         plan = (await collection.find(query).explain())["queryPlanner"]["winningPlan"]
         stages = str(plan)
         assert "IXSCAN" in stages and "COLLSCAN" not in stages, (query, plan)
+
+
+async def test_a_revocation_ended_twice_is_recorded_once(database: Database) -> None:
+    """A process that stored a revocation's closing event and died before dropping the
+    revocation: the next attempt (after the lease runs out) ends it again, and the audit log
+    still holds one event for it, under the id the revocation was given when it was written."""
+    connection = await runtime(database, JANE, "box", "jane@box.example")
+    connections = database.db["connections"]
+    sealed = {"key_id": "k1", "ciphertext": b"sealed", "expires_at": None}
+    await connections.update_one({"_id": ObjectId(connection.id)}, {"$set": {"tokens": sealed}})
+    revoked: list[str] = []
+
+    async def revoke(provider: str, _sealed: object) -> str:
+        revoked.append(provider)
+        return "revoked"
+
+    change, _ = await database.connections.disconnect(
+        connection_id=connection.id, owner=owner(JANE), actor=Actor.person(owner(JANE))
+    )
+    assert change.value == "changed"
+    raw = await connections.find_one({"_id": ObjectId(connection.id)})
+    assert raw is not None
+    pending = raw["revocation"]
+    await settler(database, revoke).settle(ObjectId(connection.id))
+    # As if that process had died between storing the event and dropping the revocation.
+    await connections.update_one(
+        {"_id": ObjectId(connection.id)},
+        {"$set": {"revocation": pending | {"lease_until": datetime.now(UTC)}}},
+    )
+
+    await settler(database, revoke).sweep()
+    raw = await connections.find_one({"_id": ObjectId(connection.id)})
+    assert raw is not None and "revocation" not in raw and not raw.get("outbox")
+    assert revoked == ["box", "box"]
+    events = await database.audit.for_connection(connection.id)
+    assert [e.action for e in events] == ["connection.disconnected", "connection.revoked"]
+    assert events[1].id == str(pending["event_id"])
