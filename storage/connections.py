@@ -554,18 +554,22 @@ class ConnectionStore:
         object_id = _object_id(connection_id)
         if object_id is None:
             return False
-        # Two conditional updates on the id rather than one `$or` (or an `$in` on the kind),
-        # which the embedded store answers by reading every record.
-        for earlier in ({"last_used_at": None}, {"last_used_at": {"$lt": now}}):
+        # A read, then one compare-and-set on what was read: cheaper for the embedded store
+        # than conditional updates that find nothing (an `$or` or `$in` would read every
+        # record). Lost to a concurrent use, it reads again: that one may have been earlier.
+        for _ in range(3):
+            document = await self._connections.find_one(
+                {"_id": object_id}, projection={"kind": 1, "last_used_at": 1}
+            )
+            if document is None or document.get("kind") not in LIVE_KINDS:
+                return False
+            last_used_at = document.get("last_used_at")
+            if last_used_at is not None and last_used_at >= now:
+                return False
             result = await self._connections.update_one(
-                {"_id": object_id, **earlier, "kind": ConnectionKind.RUNTIME.value},
+                {"_id": object_id, "kind": document["kind"], "last_used_at": last_used_at},
                 {"$set": {"last_used_at": now}},
             )
-            if result.modified_count == 0:
-                result = await self._connections.update_one(
-                    {"_id": object_id, **earlier, "kind": ConnectionKind.PARENT.value},
-                    {"$set": {"last_used_at": now}},
-                )
             if result.modified_count == 1:
                 return True
         return False
@@ -946,8 +950,6 @@ def _old_tombstone(record: Document, now: datetime) -> bool:
     deleted_at = record.get("deleted_at")
     if record.get("kind") != ConnectionKind.DELETED.value or not isinstance(deleted_at, datetime):
         return False
-    if deleted_at.tzinfo is None:
-        deleted_at = deleted_at.replace(tzinfo=UTC)
     return deleted_at <= now - TOMBSTONE_KEPT
 
 

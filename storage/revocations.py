@@ -108,19 +108,15 @@ async def take(
 
 
 def is_due_and_free(revocation: Document | None, now: datetime) -> bool:
-    """Whether a `revocation` sub-document (as read) has an attempt due that nobody holds."""
+    """Whether a `revocation` sub-document (as read, so with aware times: see
+    `storage.database.make_client`) has an attempt due that nobody holds."""
     if not revocation:
         return False
     next_at = revocation.get("next_at")
-    if not isinstance(next_at, datetime) or _aware(next_at) > now:
+    if not isinstance(next_at, datetime) or next_at > now:
         return False
     lease_until = revocation.get("lease_until")
-    return lease_until is None or _aware(lease_until) <= now
-
-
-def _aware(moment: datetime) -> datetime:
-    """A stored time as an aware UTC time (a client may read them back naive)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return lease_until is None or lease_until <= now
 
 
 async def finish(
