@@ -175,27 +175,34 @@ def page_of(block_id: str) -> int:
     return 0
 
 
-def _confirm_disconnect(view: ConnectionView) -> ConfirmObject:
+def _confirm(
+    view: ConnectionView, *, title: str, text: str, button: str, style: str | None = None
+) -> ConfirmObject:
+    """The dialog Slack shows before a press is sent (its texts' limits are Slack's)."""
     return ConfirmObject(
-        title=_plain(messages.SLACK_CONFIRM_DISCONNECT_TITLE, CONFIRM_TITLE_MAX),
-        text=_plain(
-            _fill(messages.SLACK_CONFIRM_DISCONNECT_TEXT, CONFIRM_TEXT_MAX, label=view.label),
-            CONFIRM_TEXT_MAX,
-        ),
-        confirm=_plain(messages.BUTTON_DISCONNECT, CONFIRM_BUTTON_MAX),
+        title=_plain(title, CONFIRM_TITLE_MAX),
+        text=_plain(_fill(text, CONFIRM_TEXT_MAX, label=view.label), CONFIRM_TEXT_MAX),
+        confirm=_plain(button, CONFIRM_BUTTON_MAX),
         deny=_plain(messages.BUTTON_CANCEL, CONFIRM_BUTTON_MAX),
+        style=style,
+    )
+
+
+def _confirm_disconnect(view: ConnectionView) -> ConfirmObject:
+    return _confirm(
+        view,
+        title=messages.SLACK_CONFIRM_DISCONNECT_TITLE,
+        text=messages.SLACK_CONFIRM_DISCONNECT_TEXT,
+        button=messages.BUTTON_DISCONNECT,
     )
 
 
 def _confirm_delete(view: ConnectionView) -> ConfirmObject:
-    return ConfirmObject(
-        title=_plain(messages.CONFIRM_DELETE_TITLE, CONFIRM_TITLE_MAX),
-        text=_plain(
-            _fill(messages.CONFIRM_DELETE_TEXT, CONFIRM_TEXT_MAX, label=view.label),
-            CONFIRM_TEXT_MAX,
-        ),
-        confirm=_plain(messages.BUTTON_DELETE, CONFIRM_BUTTON_MAX),
-        deny=_plain(messages.BUTTON_CANCEL, CONFIRM_BUTTON_MAX),
+    return _confirm(
+        view,
+        title=messages.CONFIRM_DELETE_TITLE,
+        text=messages.CONFIRM_DELETE_TEXT,
+        button=messages.BUTTON_DELETE,
         style="danger",
     )
 
