@@ -123,6 +123,19 @@ def command_of(text: str) -> str:
     return " ".join(_MENTION.sub(" ", text or "").split()).strip()
 
 
+@dataclass(frozen=True)
+class _Listed:
+    """The list as one press left it: the message's text and blocks, and what App Home needs
+    to show the same (so a press there reads the list once)."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+    views: tuple[ConnectionView, ...]
+    page: int
+    result: str | None
+    problem: str | None
+
+
 @dataclass
 class SlackSurface:
     signing_secret: str
@@ -240,7 +253,8 @@ class SlackSurface:
     ) -> None:
         command = text.lower()
         if command in _LIST_COMMANDS:
-            await self._post(client, place.channel, *await self._list(place.owner))
+            listed = await self._list(place.owner)
+            await self._post(client, place.channel, listed.text, listed.blocks)
         elif command == "help":
             await self._post(client, place.channel, *self._help())
         elif looks_like_code(text):
@@ -257,8 +271,12 @@ class SlackSurface:
         text = command_of(str(event.get("text") or ""))
         command = text.lower()
         if command in _LIST_COMMANDS or command == "help":
-            content = await self._list(place.owner) if command != "help" else self._help()
-            sent = await self._post_in_dm(client, place, *content)
+            if command == "help":
+                text, shown = self._help()
+            else:
+                listed = await self._list(place.owner)
+                text, shown = listed.text, listed.blocks
+            sent = await self._post_in_dm(client, place, text, shown)
             notice = messages.SLACK_SENT_TO_DM if sent else messages.SLACK_DM_UNAVAILABLE
             await self._ephemeral(client, place, notice)
             return
@@ -304,24 +322,31 @@ class SlackSurface:
         result: str | None = None,
         problem: str | None = None,
         views: tuple[ConnectionView, ...] | list[ConnectionView] | None = None,
-    ) -> tuple[str, list[dict[str, Any]]]:
+    ) -> _Listed:
         if views is None:
             views = await self.connections.list_views(owner)
         shown = blocks.connections_blocks(list(views), page=page, result=result, problem=problem)
-        return result or problem or messages.CONNECTIONS_TITLE, shown
+        return _Listed(
+            text=result or problem or messages.CONNECTIONS_TITLE,
+            blocks=shown,
+            views=tuple(views),
+            page=page,
+            result=result,
+            problem=problem,
+        )
 
     def _help(self) -> tuple[str, list[dict[str, Any]]]:
         return messages.HELP_TITLE, blocks.help_blocks(self.recipes_help)
 
     async def _on_show(self, ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
         await ack()
-        await self._replace(client, body, context, *await self._list(_place(context, body).owner))
+        await self._replace(client, body, context, await self._list(_place(context, body).owner))
 
     async def _on_page(self, ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
         await ack()
         page = _page_of(body)
         owner = _place(context, body).owner
-        await self._replace(client, body, context, *await self._list(owner, page=page))
+        await self._replace(client, body, context, await self._list(owner, page=page))
 
     async def _on_disconnect(
         self, ack: Any, body: dict[str, Any], context: Any, client: Any
@@ -345,14 +370,14 @@ class SlackSurface:
         page = _page_of(body)
         if not chosen:
             content = await self._list(owner, page=page, problem=messages.CHOOSE_A_CONNECTION)
-            await self._replace(client, body, context, *content)
+            await self._replace(client, body, context, content)
             return
         report = await action(owner, chosen)
         if report.result is ChangeResult.NOT_FOUND:
             content = await self._list(owner, page=page, problem=report.message, views=report.views)
         else:
             content = await self._list(owner, page=page, result=report.message, views=report.views)
-        await self._replace(client, body, context, *content)
+        await self._replace(client, body, context, content)
 
     async def _on_reconnect(
         self, ack: Any, body: dict[str, Any], context: Any, client: Any
@@ -385,7 +410,7 @@ class SlackSurface:
         else:
             problem = messages.RECONNECT_NOT_POSSIBLE.format(label=plan.label)
             content = await self._list(owner, problem=problem)
-        await self._replace(client, body, context, *content)
+        await self._replace(client, body, context, content)
 
     async def _on_signin_open(self, ack: Any) -> None:
         await ack()  # a URL button: the browser does the rest
@@ -559,18 +584,20 @@ class SlackSurface:
             log.info(messages.LOG_SLACK_CALL_FAILED, "chat.postEphemeral", _error(error))
 
     async def _replace(
-        self,
-        client: AsyncWebClient,
-        body: dict[str, Any],
-        context: Any,
-        text: str,
-        shown: list[dict[str, Any]],
+        self, client: AsyncWebClient, body: dict[str, Any], context: Any, listed: _Listed
     ) -> None:
         """Update the pressed message in place (or the App Home tab it was pressed in)."""
         container = body.get("container") or {}
         if container.get("type") == "view" or body.get("view"):
-            await self._publish_home(client, _place(context, body))
+            home = blocks.home_view(
+                listed.views, page=listed.page, result=listed.result, problem=listed.problem
+            )
+            try:
+                await client.views_publish(user_id=_place(context, body).user_id, view=home)
+            except SlackApiError as error:
+                log.info(messages.LOG_SLACK_CALL_FAILED, "views.publish", _error(error))
             return
+        text, shown = listed.text, listed.blocks
         channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
         ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
         try:

@@ -154,15 +154,7 @@ class SlackWorld:
         self, user: str, message: Any, action_id: str, value: str | None = None
     ) -> aiohttp.ClientResponse:
         """Press a button of a message the bot posted (as Slack sends a block_actions)."""
-        element, block_id = find_button(message.blocks, action_id, value)
-        payload = {
-            "type": "block_actions",
-            "user": {"id": user, "team_id": TEAM, "name": user.lower()},
-            "api_app_id": self.slack.app_id,
-            "token": "unused",
-            "team": {"id": TEAM, "domain": "fake"},
-            "enterprise": None,
-            "is_enterprise_install": False,
+        where = {
             "container": {
                 "type": "message",
                 "message_ts": message.ts,
@@ -171,6 +163,37 @@ class SlackWorld:
             },
             "channel": {"id": message.channel, "name": "directmessage"},
             "message": {"ts": message.ts, "text": message.text, "blocks": message.blocks},
+        }
+        return await self._block_actions(user, message.blocks, action_id, value, where)
+
+    async def press_in_home(
+        self, user: str, home: dict[str, Any], action_id: str, value: str | None = None
+    ) -> aiohttp.ClientResponse:
+        """Press a button of the App Home tab the bot published for `user`."""
+        where = {
+            "container": {"type": "view", "view_id": "VHOME"},
+            "view": {"id": "VHOME", "type": "home", "blocks": home["blocks"]},
+        }
+        return await self._block_actions(user, home["blocks"], action_id, value, where)
+
+    async def _block_actions(
+        self,
+        user: str,
+        shown: list[dict[str, Any]],
+        action_id: str,
+        value: str | None,
+        where: dict[str, Any],
+    ) -> aiohttp.ClientResponse:
+        element, block_id = find_button(shown, action_id, value)
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "team_id": TEAM, "name": user.lower()},
+            "api_app_id": self.slack.app_id,
+            "token": "unused",
+            "team": {"id": TEAM, "domain": "fake"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            **where,
             "trigger_id": "1.2.3",
             "response_url": "http://127.0.0.1:9/never-used",
             "actions": [
@@ -518,6 +541,31 @@ async def test_app_home_shows_the_persons_connections(world: SlackWorld) -> None
     home = world.slack.home_of(JANE)
     assert home is not None and home["type"] == "home"
     assert "jane@sandbox.example" in json.dumps(home)
+
+
+async def test_a_press_in_app_home_changes_the_tab_and_says_what_it_did(
+    world: SlackWorld,
+) -> None:
+    """Disconnect pressed in the App Home tab: the tab is published again with the change and
+    its result line, and the press posts no message anywhere."""
+    connection = await world.connection_for(JANE, "jane@sandbox.example")
+    await world.event({"type": "app_home_opened", "user": JANE, "tab": "home", "channel": "D1"})
+    await world.slack.wait_for(lambda call: call.method == "views.publish")
+    home = world.slack.home_of(JANE)
+    assert home is not None
+    published = len(world.slack.of("views.publish"))
+    response = await world.press_in_home(JANE, home, blocks.DISCONNECT, connection.id)
+    assert response.status == 200
+    await world.slack.wait_for(
+        lambda call: (
+            call.method == "views.publish" and len(world.slack.of("views.publish")) > published
+        )
+    )
+    after = json.dumps(world.slack.home_of(JANE))
+    assert re.search(r"Disconnected [^\"]*\(jane@sandbox\.example\)\.", after), after
+    stored = await world.database.connections.get(connection.id)
+    assert stored is not None and stored.status is ConnectionStatus.DISCONNECTED
+    assert world.slack.of("chat.postMessage") == world.slack.of("chat.update") == []
 
 
 # --- sign-in during a recipe run -----------------------------------------------------------
