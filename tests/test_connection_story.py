@@ -32,6 +32,7 @@ from tests.support.card_schema import assert_valid_card
 from tests.support.data import ADMIN, owner, runtime
 from tests.support.sandbox import RunningSandbox, issue_tokens
 from tests.support.waiting import eventually
+from tests.test_first_run import RECIPES as FIRST_RUN_RECIPES
 
 TODAY = date(2026, 12, 5)
 # Words a provider might send with a refusal: never shown to the person.
@@ -186,21 +187,8 @@ async def test_console_shows_last_used_refreshed_and_the_last_error_in_plain_wor
 
 # --- A recipe run dates its use of the connection ----------------------------------------------
 
-RECIPES = """
-[recipes.sandbox_opportunity]
-name = "Sandbox opportunity"
-phrase = "sandbox opportunity {name} {amount:number}"
-parent = "sandbox_team"
-verify_user_access = false
-description = "Create an opportunity in the sandbox app"
-[recipes.sandbox_opportunity.action]
-method = "POST"
-url = "{connection.api_base_url}/api/opportunities"
-body = { name = "{name}", amount = "{amount}" }
-[recipes.sandbox_opportunity.result]
-verb = "Created"
-fields = { Id = "id" }
-"""
+# The same one-recipe book as the first-run tests (a run as the parent, no sign-in).
+RECIPES = FIRST_RUN_RECIPES
 
 
 class Recipes:

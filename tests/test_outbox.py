@@ -169,3 +169,29 @@ async def test_a_revocation_ended_twice_is_recorded_once(database: Database) -> 
     events = await database.audit.for_connection(connection.id)
     assert [e.action for e in events] == ["connection.disconnected", "connection.revoked"]
     assert events[1].id == str(pending["event_id"])
+
+
+async def test_a_revocation_stored_without_an_event_id_gets_one_when_taken(
+    database: Database,
+) -> None:
+    """A revocation written before revocations carried their event id: the attempt that takes
+    it gives it one (in the lease's write), and ends it with exactly one event."""
+    connection = await runtime(database, JANE, "box", "jane@box.example")
+    connections = database.db["connections"]
+    sealed = {"key_id": "k1", "ciphertext": b"sealed", "expires_at": None}
+    await connections.update_one({"_id": ObjectId(connection.id)}, {"$set": {"tokens": sealed}})
+    await database.connections.disconnect(
+        connection_id=connection.id, owner=owner(JANE), actor=Actor.person(owner(JANE))
+    )
+    await connections.update_one(
+        {"_id": ObjectId(connection.id)}, {"$unset": {"revocation.event_id": ""}}
+    )
+
+    async def revoke(_provider: str, _sealed: object) -> str:
+        return "revoked"
+
+    await settler(database, revoke).settle(ObjectId(connection.id))
+    raw = await connections.find_one({"_id": ObjectId(connection.id)})
+    assert raw is not None and "revocation" not in raw and not raw.get("outbox")
+    events = await database.audit.for_connection(connection.id)
+    assert [e.action for e in events] == ["connection.disconnected", "connection.revoked"]
