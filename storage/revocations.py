@@ -95,7 +95,7 @@ async def take(
         {
             "_id": document_id,
             f"{REVOCATION}.next_at": revocation["next_at"],
-            f"{REVOCATION}.attempts": revocation.get("attempts", 0),
+            f"{REVOCATION}.attempts": revocation.get("attempts"),
             f"{REVOCATION}.lease_until": revocation.get("lease_until"),
         },
         {"$set": lease, **(also or {})},
