@@ -9,7 +9,7 @@ twice; the reconciler (`connections/settle.py`) finishes whatever a crash left b
 
 Functions:
     push(event) -> update document part: `{"$push": {"outbox": event}}`
-    drain(collection, document_id, audit, record=) -> int: move a record's events to the audit log
+    drain(collection, document_id, audit) -> int: move one record's events into the audit log
     record_events(record, audit) -> the `$pull` that empties what was recorded, or None
     records_with_events(collection, limit=) -> list of ids
 """
@@ -37,18 +37,10 @@ def push(*events: Document) -> Document:
     return {"$push": {OUTBOX: {"$each": list(events)}}}
 
 
-async def drain(
-    collection: AsyncCollection[Document],
-    document_id: Any,
-    audit: AuditLog,
-    *,
-    record: Document | None = None,
-) -> int:
+async def drain(collection: AsyncCollection[Document], document_id: Any, audit: AuditLog) -> int:
     """Move one record's pending events into the audit log, oldest first; returns how many
-    were written now (events another process wrote first are not counted). `record` is the
-    record as just read, if the caller has it (an empty outbox then costs nothing)."""
-    if record is None:
-        record = await collection.find_one({"_id": document_id}, projection={OUTBOX: 1})
+    were written now (events another process wrote first are not counted)."""
+    record = await collection.find_one({"_id": document_id}, projection={OUTBOX: 1})
     written = 0
     for event in (record or {}).get(OUTBOX) or []:
         written += await audit.insert_event(event)
