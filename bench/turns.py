@@ -2,7 +2,7 @@
 
     python -m bench.turns [--duration 10] [--warmup 3] [--concurrency 16] [--concurrency-low 4]
                           [--connections 5] [--others-small 1000] [--others-large 100000]
-                          [--workers 2] [--only stock,ours,recipe,workers,list,auth]
+                          [--workers 2] [--only stock,floor,ours,recipe,workers,list,auth]
                           [--profile DIR] [--no-pin] [--allow-busy]
 
 One run measures, one pass after the other, each pass a closed loop (N conversations, each
@@ -10,6 +10,10 @@ POSTing a Teams-shaped activity and waiting for the answer; a warm-up, then a fi
 
   [stock@16], [stock@4]  the baseline: the stock botbuilder echo bot (bench/stock_echo_bot.py,
                          the SDK samples' shape), authentication off;
+  [floor@16], [floor@4]  the floor (bench/floor_bot.py): the same list turn with only the parts
+                         it cannot do without (aiohttp's server, one `find` through the
+                         product's own PyMongo client, a 5-choice card as a dict, one POST on a
+                         shared session): what this machine and these libraries allow at best;
   [ours@16], [ours@4]    this bot's real application (`app.create_app`) answering
                          `personal_connections` for a person with five runtime connections;
   [card]                 (a) Disconnect pressed on one of them: an `adaptiveCard/action` invoke
@@ -39,8 +43,9 @@ received), and database round trips (a pymongo `CommandListener` in the bot proc
 generator lets the turns in flight finish before the window opens and after it closes, and the
 counters are read at both moments, so they belong to exactly the window's turns. [workers] adds
 its turns/s per worker and its ratio to [ours@16]; [list-large] is judged against [list-small].
-Then the ratios to the stock bot from the same run (turns/s, p99, CPU per turn stock/ours) and
-the targets of issue #14 as PASS/FAIL/SKIP.
+Then the ratios to the stock bot from the same run (turns/s, p99, CPU per turn stock/ours), this
+bot against the floor (what the product's own code adds), and the targets of issue #14 as
+PASS/FAIL/SKIP, each with the floor's own figure beside it.
 
 If processes outside the run took more than 15% of a core during a measured window, it stops and
 prints why instead of the figures (exit 3); `--allow-busy` prints them marked UNRELIABLE. Exit 0
@@ -100,6 +105,7 @@ from bench.turns_report import (
     PROFILE_RATE,
     LoadResult,
     Measured,
+    floor_lines,
     pass_lines,
     ratio_lines,
     summarize_profile,
@@ -121,7 +127,7 @@ __all__ = [
     "main",
 ]
 
-SESSIONS = ("stock", "ours", "recipe", "workers", "list", "auth")
+SESSIONS = ("stock", "floor", "ours", "recipe", "workers", "list", "auth")
 LOAD_START_TIMEOUT_S = 3600.0  # a bot loading 100,000 connections starts after minutes
 EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 3
 
@@ -483,6 +489,18 @@ async def stock_session(rig: Rig) -> None:
         await measure_bot_passes(rig, bot, specs)
 
 
+async def floor_session(rig: Rig) -> None:
+    """The floor (bench/floor_bot.py): the same turn with only the parts it cannot do without."""
+    plan = rig.plan
+    title = "floor (bench/floor_bot.py): parse, one find, a card, one POST, {n} conversations"
+    specs = [
+        PassSpec(f"floor@{n}", title.format(n=n), n)
+        for n in (plan.concurrency, plan.concurrency_low)
+    ]
+    async with running_bot(rig, "floor", "floor", plan.options()) as bot:
+        await measure_bot_passes(rig, bot, specs)
+
+
 async def ours_session(rig: Rig) -> None:
     """personal_connections at both concurrencies, then (a) Disconnect on the same bot."""
     plan = rig.plan
@@ -738,6 +756,7 @@ def _workers_note(rig: Rig, measured: Measured, workers: int) -> str:
 
 SESSION_RUNNERS: dict[str, Callable[[Rig], Awaitable[None]]] = {
     "stock": stock_session,
+    "floor": floor_session,
     "ours": ours_session,
     "recipe": recipe_session,
     "workers": workers_session,
@@ -786,6 +805,10 @@ def report(rig: Rig) -> int:
     low, high = plan.concurrency_low, plan.concurrency
     print("\n".join(ratio_lines(runs, lambda n: runs.get(f"stock@{n}"))))
     print()
+    against_floor = floor_lines(runs)
+    if against_floor:
+        print("\n".join(against_floor))
+        print()
     found = verdicts(runs, low, high, (plan.others_small, plan.others_large))
     print("Targets (issue #14)" + (", UNRELIABLE:" if unreliable else ":"))
     print("\n".join(verdict_lines(found)))

@@ -201,6 +201,23 @@ def ratio_lines(runs: dict[str, Measured], stock_at: Callable[[int], Measured | 
     return lines
 
 
+def floor_lines(runs: dict[str, Measured]) -> list[str]:
+    """This bot's passes against the floor bot (bench/floor_bot.py) at the same concurrency:
+    what the product's own code adds to the least such a turn can cost on this machine."""
+    header = f"{'scenario':<46}{'turns/s':>9}{'p99':>9}{'CPU/turn ours/floor':>22}"
+    lines = ["Against the floor bot (this run, same concurrency):", header]
+    for run in runs.values():
+        floor = runs.get(f"floor@{run.concurrency}")
+        if floor is None or run.key.startswith(("stock", "floor")) or run.key == "workers":
+            continue
+        turns = _ratio(run.load.turns_per_s, floor.load.turns_per_s)
+        p99 = _ratio(run.load.percentile(0.99), floor.load.percentile(0.99))
+        cpu = _ratio(run.bot_cpu_ms, floor.bot_cpu_ms)
+        label = f"[{run.key}] vs [{floor.key}]"
+        lines.append(f"{label:<46}{_times(turns):>9}{_times(p99):>9}{_times(cpu):>22}")
+    return lines if len(lines) > 2 else []
+
+
 def _check(
     label: str, value: float, limit: float, *, at_least: bool, unit: str = "×", also: str = ""
 ) -> Verdict:
@@ -209,6 +226,13 @@ def _check(
     passed = value >= limit if at_least else value <= limit
     shown = f"{value:.1f} ms" if unit == " ms" else f"{value:.2f}×"
     return Verdict(label, shown + also, passed)
+
+
+def _floor(value: float, unit: str = "×") -> str:
+    """The same figure for the floor bot of this run: what this machine allows at best."""
+    if math.isnan(value):
+        return ""
+    return f" (floor bot {value:.1f} ms)" if unit == " ms" else f" (floor bot {value:.2f}×)"
 
 
 def verdicts(
@@ -227,9 +251,12 @@ def verdicts(
         run = get(key)
         return read(run) if run else math.nan
 
-    ours, stock = get(f"ours@{high}"), get(f"stock@{high}")
+    ours, stock, floor = get(f"ours@{high}"), get(f"stock@{high}"), get(f"floor@{high}")
     turns = _ratio(*(r.load.turns_per_s if r else math.nan for r in (ours, stock)))
     p99 = _ratio(*(r.load.percentile(0.99) if r else math.nan for r in (ours, stock)))
+    floor_turns = _ratio(*(r.load.turns_per_s if r else math.nan for r in (floor, stock)))
+    floor_p99 = _ratio(*(r.load.percentile(0.99) if r else math.nan for r in (floor, stock)))
+    floor_p99_low = figure(f"floor@{low}", lambda r: r.load.percentile(0.99))
     workers = get("workers")
     one = ours.load.turns_per_s if ours else math.nan
     small, large = get("list-small"), get("list-large")
@@ -241,18 +268,36 @@ def verdicts(
             cpu_less(f"ours@{high}"),
             10,
             at_least=True,
+            also=_floor(cpu_less(f"floor@{high}")),
         ),
         _check(
-            "CPU per turn, card action ≥10× less than stock", cpu_less("card"), 10, at_least=True
+            "CPU per turn, card action ≥10× less than stock",
+            cpu_less("card"),
+            10,
+            at_least=True,
+            also=_floor(cpu_less(f"floor@{high}")),
         ),
-        _check(f"turns/s at {high}, personal_connections ≥8× stock", turns, 8, at_least=True),
-        _check(f"p99 at {high}, personal_connections ≤0.15× stock's", p99, 0.15, at_least=False),
+        _check(
+            f"turns/s at {high}, personal_connections ≥8× stock",
+            turns,
+            8,
+            at_least=True,
+            also=_floor(floor_turns),
+        ),
+        _check(
+            f"p99 at {high}, personal_connections ≤0.15× stock's",
+            p99,
+            0.15,
+            at_least=False,
+            also=_floor(floor_p99),
+        ),
         _check(
             f"p99 at {low}, personal_connections ≤20 ms",
             figure(f"ours@{low}", lambda r: r.load.percentile(0.99)),
             20,
             at_least=False,
             unit=" ms",
+            also=_floor(floor_p99_low, unit=" ms"),
         ),
         _check(
             "turns/s, --workers 2 ≥1.4× one worker (personal_connections, same run)",
@@ -303,7 +348,7 @@ AREAS = (
     ("requests/", "requests + urllib3 + http.client (reply POST)"),
     ("urllib3/", "requests + urllib3 + http.client (reply POST)"),
     ("http/client", "requests + urllib3 + http.client (reply POST)"),
-    ("socket.py", "requests + urllib3 + http.client (reply POST)"),
+    ("socket.py", "socket (any caller)"),
     ("pymongo/", "pymongo + bson"),
     ("bson/", "pymongo + bson"),
     ("pydantic", "pydantic"),

@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,8 +243,10 @@ def our_settings(
     return load_settings(_env_file=None, **values)
 
 
-async def run_our_bot(port: int, options: BotOptions) -> None:
-    from app import WIRING_KEY, create_app
+@contextlib.asynccontextmanager
+async def bench_store(options: BotOptions) -> AsyncIterator[tuple[str, str, Path, float]]:
+    """The store a bot of this run finds, populated: (URI, database, scratch folder, seconds
+    it took to load). The embedded store, unless MONGODB_URI names one."""
     from storage.embedded import MEMORY, EmbeddedMongo
 
     external_uri = os.environ.get("MONGODB_URI") or None
@@ -257,8 +259,14 @@ async def run_our_bot(port: int, options: BotOptions) -> None:
             stack.push_async_callback(drop_database, uri, database_name)
         # Whatever the app keeps on disk goes to a scratch folder, not the work tree's ./data.
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-turns-")))
+        yield uri, database_name, data_dir, time.monotonic()
+
+
+async def run_our_bot(port: int, options: BotOptions) -> None:
+    from app import WIRING_KEY, create_app
+
+    async with bench_store(options) as (uri, database_name, data_dir, began):
         settings = our_settings(uri, database_name, port, data_dir, options)
-        began = time.monotonic()
         ids = await populate(uri, database_name, options, apps_file=settings.apps_file)
         loaded_s = time.monotonic() - began
 
@@ -281,10 +289,29 @@ async def run_our_bot(port: int, options: BotOptions) -> None:
         await serve_until_signalled(app, port)
 
 
+async def run_floor_bot(port: int, options: BotOptions) -> None:
+    from bench.floor_bot import create_app
+
+    async with bench_store(options) as (uri, database_name, _, began):
+        ids = await populate(uri, database_name, options)
+        loaded_s = time.monotonic() - began
+        app = create_app(uri, database_name)
+
+        async def stats(request: web.Request) -> web.Response:
+            snapshot = COUNTERS.snapshot()
+            counts = {"posts": app["posts"]["count"], "retries": 0, "token_requests": None}
+            return web.json_response(snapshot | counts | {"connections": ids, "loaded_s": loaded_s})
+
+        app.router.add_get(STATS_PATH, stats)
+        await serve_until_signalled(app, port)
+
+
 async def run_bot(kind: str, port: int, options: BotOptions) -> None:
     start_counting(kind)
     if kind == "stock":
         await run_stock_bot(port)
+    elif kind == "floor":
+        await run_floor_bot(port, options)
     else:
         await run_our_bot(port, options)
 
@@ -463,7 +490,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.turns_roles (internal)")
     parser.add_argument("role", choices=["_connector", "_bot", "_load", "_sandbox", "_store"])
     parser.add_argument("--port", type=int)
-    parser.add_argument("--kind", choices=["stock", "ours"])
+    parser.add_argument("--kind", choices=["stock", "floor", "ours"])
     parser.add_argument("--options", default="{}", help="BotOptions as JSON")
     parser.add_argument("--url")
     parser.add_argument("--service-url")
