@@ -16,6 +16,7 @@ With authentication off (local use) no token is read, and replies may only go to
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -48,6 +49,7 @@ class ActivityRefused(Exception):
     identity, or (authentication off) a reply address off this machine."""
 
 
+@functools.lru_cache(maxsize=256)  # a few serviceUrls, each seen on every turn
 def _is_loopback_url(url: str | None) -> bool:
     try:
         parts = urlsplit(url or "")

@@ -119,7 +119,8 @@ class Connector:
         return {**_JSON_HEADERS, "Authorization": f"Bearer {token}"}
 
     async def _post(self, url: str, body: Json, *, answer: bool = True) -> Json:
-        data = json.dumps(body, ensure_ascii=False).encode()
+        # ASCII with escapes: the same JSON, encoded faster than UTF-8 text by `json`.
+        data = json.dumps(body).encode()
         self.posts += 1
         for attempt in range(self._attempts):
             last = attempt == self._attempts - 1

@@ -45,7 +45,7 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 # What can put a surrogate or a NUL into parsed text: a JSON escape, a surrogate encoded in
 # UTF-8 (lead byte 0xED; `json.loads` decodes bytes with surrogatepass), or a UTF-16/32 body
 # (NUL bytes); and only 19 digits in a row can exceed 64 bits.
-_NEEDS_SANITIZING = re.compile(rb"\\u|[0-9]{19}|[\xed\x00]")
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
 _KEY_UNSAFE = re.compile("[\ud800-\udfff\x00]")
 
 # Ids that become part of a reply's address: the connector sends the conversation id as an HTTP
@@ -142,7 +142,14 @@ def _may_need_sanitizing(raw: bytes) -> bool:
     19 digits in a row, and fewer brackets than `MAX_NESTING` (most activities; the walk over
     every value is then skipped)."""
     brackets = raw.count(b"{") + raw.count(b"[")
-    return brackets > MAX_NESTING or _NEEDS_SANITIZING.search(raw) is not None
+    # Substring tests first: one regular expression over the body costs three times as much.
+    return (
+        brackets > MAX_NESTING
+        or b"\\u" in raw
+        or b"\xed" in raw
+        or b"\x00" in raw
+        or _LONG_DIGIT_RUN.search(raw) is not None
+    )
 
 
 def _missing_field(body: dict[str, Any]) -> str | None:
@@ -254,7 +261,7 @@ def messages_endpoint(
             return web.Response(status=answer.status)
         return web.Response(
             status=answer.status,
-            body=json.dumps(answer.body, ensure_ascii=False).encode(),
+            body=json.dumps(answer.body).encode(),
             content_type="application/json",
         )
 

@@ -256,3 +256,27 @@ async def test_auth_off_without_app_id_is_logged_once(
     warnings = [r for r in caplog.records if r.getMessage() == messages.LOG_AUTH_OFF]
     assert len(warnings) == 1
     assert len(bot.connector.sent) == 3
+
+
+PLAIN = b'{"type": "message", "text": "personal_connections", "id": "2026-11-22T10:00:00.000Z"}'
+
+
+@pytest.mark.parametrize(
+    ("body", "needs"),
+    [
+        (PLAIN, False),
+        (PLAIN.replace(b"personal", b"p\\u00e9rsonal"), True),  # a JSON escape
+        (PLAIN.replace(b"personal", "pérsonal".encode()), False),  # plain UTF-8 text
+        (PLAIN.replace(b"personal", "\ud55c".encode()), True),  # lead byte 0xED
+        (PLAIN.replace(b"personal", b"p\x00"), True),  # a NUL (UTF-16/32 bodies)
+        (PLAIN.replace(b'"id": "2026', b'"n": 1234567890123456789, "id": "2026'), True),
+        (PLAIN.replace(b'"id": "2026', b'"n": 123456789012345678, "id": "2026'), False),
+        (b'{"a": ' + b"[" * 64 + b"]" * 64 + b"}", True),  # deeper than MAX_NESTING
+    ],
+)
+def test_the_walk_over_every_value_is_skipped_only_when_nothing_can_need_it(
+    body: bytes, needs: bool
+) -> None:
+    from bots.endpoint import _may_need_sanitizing
+
+    assert _may_need_sanitizing(body) is needs
