@@ -26,7 +26,7 @@ from tests.conftest import EXTERNAL_MONGODB_URI
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
-PASSES = ("stock@16", "stock@4", "ours@16", "ours@4", "card", "recipe")
+PASSES = ("stock@16", "stock@4", "floor@16", "floor@4", "ours@16", "ours@4", "card", "recipe")
 PASSES += ("workers", "list-small", "list-large", "auth")
 COUNTERS = ("connector clients built", "connector posts", "token requests", "database round trips")
 
@@ -101,6 +101,11 @@ def test_bench_turns_runs_every_scenario_and_prints_the_ratios(tmp_path: Path) -
         assert "aiohttp ClientSession" in found[key], found[key]
         assert per_turn(found[key], "connector clients built") == 0.0, found[key]
         assert per_turn(found[key], "database round trips") >= 1.0, found[key]
+    for key in ("floor@16", "floor@4"):
+        assert "aiohttp ClientSession" in found[key], found[key]
+        assert per_turn(found[key], "connector clients built") == 0.0, found[key]
+        assert per_turn(found[key], "database round trips") == 1.0, found[key]
+        assert "Adaptive Card with 5 choices" in found[key]
     assert "Adaptive Card with 5 choices" in found["ours@16"]
     assert per_turn(found["card"], "connector posts") == 0.0
     assert "replies received by the connector: none" in found["card"]
@@ -119,7 +124,20 @@ def test_bench_turns_runs_every_scenario_and_prints_the_ratios(tmp_path: Path) -
                 rf"^\[{key}\] vs \[stock@\d+\]\s+([\d.]+)×\s+([\d.]+)×\s+([\d.]+)×", table, re.M
             )
             assert row and all(float(value) > 0 for value in row.groups()), table
+    against = completed.stdout.split("Against the floor bot", 1)[-1]
+    for key in ("ours@16", "ours@4", "card", "list-small", "list-large", "auth"):
+        floor = "floor@4" if key in ("ours@4", "list-small", "list-large") else "floor@16"
+        row = re.search(
+            rf"^\[{key}\] vs \[{floor}\]\s+([\d.]+)×\s+([\d.]+)×\s+([\d.]+)×", against, re.M
+        )
+        assert row and all(float(value) > 0 for value in row.groups()), against
     targets = re.findall(r"^  (PASS|FAIL|SKIP)  (.+): (.+)$", completed.stdout, re.M)
+    beside_floor = re.findall(
+        r"^  \w{4}  (CPU per turn.+|turns/s at.+|p99 at.+): (.+)$", completed.stdout, re.M
+    )
+    assert len(beside_floor) == 5, completed.stdout
+    for label, value in beside_floor:
+        assert re.search(r"\(floor bot [\d.]+(×| ms)\)$", value), (label, value)
     assert len(targets) == 9, completed.stdout
     assert ("PASS", "token requests at the issuer: 1 per bot process", "1 in the run") in targets
     assert completed.stdout.count("SKIP") == (0 if workers_unavailable() is None else 1)
