@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -122,6 +123,20 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "database unreachable"}, status=503)
 
 
+async def _freeze_start_up(app: web.Application) -> None:
+    # What start-up built lives as long as the process: the cyclic garbage collector need not
+    # walk it again on each full collection (a pause of about 90 ms here otherwise).
+    gc.freeze()
+
+
+def served_app(settings: Settings) -> web.Application:
+    """`create_app` as a process serves it: the start-up's objects frozen once it is done.
+    (Only for a process that serves one app for its life: tests build many in one process.)"""
+    app = create_app(settings)
+    app.on_startup.append(_freeze_start_up)  # after the bot's own start-up (cleanup_ctx)
+    return app
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the bot's web application for these settings."""
     app = web.Application()
@@ -208,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, with_process_id=handoff is not None or workers > 1)
     try:
         if handoff is not None:
-            serving.run_worker(create_app(settings), handoff, access_log_class=PathOnlyAccessLogger)
+            serving.run_worker(served_app(settings), handoff, access_log_class=PathOnlyAccessLogger)
         elif workers > 1:
             return serving.run_supervisor(
                 settings,
@@ -216,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 worker_command=[sys.executable, os.path.abspath(__file__)],
             )
         else:
-            app = create_app(settings)
+            app = served_app(settings)
             phase: list[str] = []
 
             async def started(_app: web.Application) -> None:

@@ -263,7 +263,7 @@ async def bench_store(options: BotOptions) -> AsyncIterator[tuple[str, str, Path
 
 
 async def run_our_bot(port: int, options: BotOptions) -> None:
-    from app import WIRING_KEY, create_app
+    from app import WIRING_KEY, served_app
 
     async with bench_store(options) as (uri, database_name, data_dir, began):
         settings = our_settings(uri, database_name, port, data_dir, options)
@@ -284,7 +284,7 @@ async def run_our_bot(port: int, options: BotOptions) -> None:
                 }
             )
 
-        app = create_app(settings)
+        app = served_app(settings)
         app.router.add_get(STATS_PATH, stats)
         await serve_until_signalled(app, port)
 

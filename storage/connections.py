@@ -652,10 +652,11 @@ class ConnectionStore:
 
     async def list_for_owner(self, *, owner: Owner) -> list[Connection]:
         """The person's runtime connections, by app then account then age."""
-        cursor = self._connections.find(
+        # One batch, read whole: cheaper than iterating the cursor document by document.
+        documents = await self._connections.find(
             {"kind": ConnectionKind.RUNTIME.value, **_owner_filter(owner)}
-        )
-        return _in_list_order([Connection.from_document(document) async for document in cursor])
+        ).to_list()
+        return _in_list_order([Connection.from_document(document) for document in documents])
 
     async def list_all(self, *, kind: ConnectionKind | None = None) -> list[Connection]:
         query: Document = {"kind": kind.value} if kind else {"kind": {"$in": list(LIVE_KINDS)}}
@@ -746,8 +747,9 @@ class ConnectionStore:
         if with_tombstones:
             kinds.append(ConnectionKind.DELETED.value)
         for _ in range(_CAS_ATTEMPTS):
-            cursor = self._connections.find({"kind": {"$in": kinds}, **_owner_filter(owner)})
-            documents = [document async for document in cursor]
+            documents = await self._connections.find(
+                {"kind": {"$in": kinds}, **_owner_filter(owner)}
+            ).to_list()
             connections = _in_list_order(
                 [
                     Connection.from_document(document)

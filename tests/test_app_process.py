@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 import messages
+from settings import Settings
 from tests.support import activities
 from tests.support.activities import JANE
 from tests.support.connector import ConnectorServer
@@ -282,3 +284,23 @@ def test_sandbox_without_its_extra_says_what_to_install(tmp_path: Path, module: 
     assert 'pip install -e ".[sandbox]"' in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+async def test_a_served_app_freezes_what_its_start_up_built(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """`python app.py` (and each worker) serves `served_app`: once the bot has started, what
+    start-up built is out of the garbage collector's full passes (`gc.freeze`)."""
+    from aiohttp.test_utils import TestServer
+
+    from app import served_app
+
+    gc.unfreeze()
+    server = TestServer(served_app(make_settings()), host="127.0.0.1")
+    try:
+        assert gc.get_freeze_count() == 0
+        await server.start_server()
+        assert gc.get_freeze_count() > 0
+    finally:
+        await server.close()
+        gc.unfreeze()  # this test process builds many apps: let theirs be collected
