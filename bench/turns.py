@@ -478,27 +478,30 @@ async def measure_bot_passes(
 # --------------------------------------------------------------------------- the sessions
 
 
-async def stock_session(rig: Rig) -> None:
+async def _at_both_concurrencies(rig: Rig, kind: str, title: str) -> None:
+    """One bot of `kind`, measured at the high then the low concurrency (`{n}` in `title`)."""
     plan = rig.plan
-    title = "stock echo bot (bench/stock_echo_bot.py), {n} conversations"
     specs = [
-        PassSpec(f"stock@{n}", title.format(n=n), n)
+        PassSpec(f"{kind}@{n}", title.format(n=n), n)
         for n in (plan.concurrency, plan.concurrency_low)
     ]
-    async with running_bot(rig, "stock", "stock", plan.options()) as bot:
+    async with running_bot(rig, kind, kind, plan.options()) as bot:
         await measure_bot_passes(rig, bot, specs)
+
+
+async def stock_session(rig: Rig) -> None:
+    await _at_both_concurrencies(
+        rig, "stock", "stock echo bot (bench/stock_echo_bot.py), {n} conversations"
+    )
 
 
 async def floor_session(rig: Rig) -> None:
     """The floor (bench/floor_bot.py): the same turn with only the parts it cannot do without."""
-    plan = rig.plan
-    title = "floor (bench/floor_bot.py): parse, one find, a card, one POST, {n} conversations"
-    specs = [
-        PassSpec(f"floor@{n}", title.format(n=n), n)
-        for n in (plan.concurrency, plan.concurrency_low)
-    ]
-    async with running_bot(rig, "floor", "floor", plan.options()) as bot:
-        await measure_bot_passes(rig, bot, specs)
+    await _at_both_concurrencies(
+        rig,
+        "floor",
+        "floor (bench/floor_bot.py): parse, one find, a card, one POST, {n} conversations",
+    )
 
 
 async def ours_session(rig: Rig) -> None:

@@ -183,19 +183,21 @@ def _times(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f}×"
 
 
+def _row(run: Measured, other: Measured, cpu: float) -> str:
+    turns = _ratio(run.load.turns_per_s, other.load.turns_per_s)
+    p99 = _ratio(run.load.percentile(0.99), other.load.percentile(0.99))
+    label = f"[{run.key}] vs [{other.key}]"
+    return f"{label:<46}{_times(turns):>9}{_times(p99):>9}{_times(cpu):>22}"
+
+
 def ratio_lines(runs: dict[str, Measured], stock_at: Callable[[int], Measured | None]) -> list[str]:
     """Each pass against the stock echo bot at the same concurrency, from this run."""
     header = f"{'scenario':<46}{'turns/s':>9}{'p99':>9}{'CPU/turn stock/ours':>22}"
     lines = ["Ratios against the stock echo bot (this run, same concurrency):", header]
     for run in runs.values():
         stock = stock_at(run.concurrency)
-        if stock is None or run.key.startswith("stock"):
-            continue
-        turns = _ratio(run.load.turns_per_s, stock.load.turns_per_s)
-        p99 = _ratio(run.load.percentile(0.99), stock.load.percentile(0.99))
-        cpu = _ratio(stock.bot_cpu_ms, run.bot_cpu_ms)
-        label = f"[{run.key}] vs [{stock.key}]"
-        lines.append(f"{label:<46}{_times(turns):>9}{_times(p99):>9}{_times(cpu):>22}")
+        if stock is not None and not run.key.startswith("stock"):
+            lines.append(_row(run, stock, _ratio(stock.bot_cpu_ms, run.bot_cpu_ms)))
     if len(lines) == 2:
         lines.append("(nothing to compare: no stock bot at the same concurrency in this run)")
     return lines
@@ -208,13 +210,8 @@ def floor_lines(runs: dict[str, Measured]) -> list[str]:
     lines = ["Against the floor bot (this run, same concurrency):", header]
     for run in runs.values():
         floor = runs.get(f"floor@{run.concurrency}")
-        if floor is None or run.key.startswith(("stock", "floor")) or run.key == "workers":
-            continue
-        turns = _ratio(run.load.turns_per_s, floor.load.turns_per_s)
-        p99 = _ratio(run.load.percentile(0.99), floor.load.percentile(0.99))
-        cpu = _ratio(run.bot_cpu_ms, floor.bot_cpu_ms)
-        label = f"[{run.key}] vs [{floor.key}]"
-        lines.append(f"{label:<46}{_times(turns):>9}{_times(p99):>9}{_times(cpu):>22}")
+        if floor is not None and not run.key.startswith(("stock", "floor", "workers")):
+            lines.append(_row(run, floor, _ratio(run.bot_cpu_ms, floor.bot_cpu_ms)))
     return lines if len(lines) > 2 else []
 
 
