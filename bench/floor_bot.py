@@ -26,6 +26,7 @@ Json = dict[str, Any]
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 _HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
+POSTS_KEY = web.AppKey("posts", dict)
 
 
 def picklist(documents: list[Json]) -> Json:
@@ -91,5 +92,5 @@ def create_app(uri: str, database_name: str) -> web.Application:
     app = web.Application()
     app.cleanup_ctx.append(session_context)
     app.router.add_post("/api/messages", messages)
-    app["posts"] = posts
+    app[POSTS_KEY] = posts
     return app

@@ -290,7 +290,7 @@ async def run_our_bot(port: int, options: BotOptions) -> None:
 
 
 async def run_floor_bot(port: int, options: BotOptions) -> None:
-    from bench.floor_bot import create_app
+    from bench.floor_bot import POSTS_KEY, create_app
 
     async with bench_store(options) as (uri, database_name, _, began):
         ids = await populate(uri, database_name, options)
@@ -299,7 +299,7 @@ async def run_floor_bot(port: int, options: BotOptions) -> None:
 
         async def stats(request: web.Request) -> web.Response:
             snapshot = COUNTERS.snapshot()
-            counts = {"posts": app["posts"]["count"], "retries": 0, "token_requests": None}
+            counts = {"posts": app[POSTS_KEY]["count"], "retries": 0, "token_requests": None}
             return web.json_response(snapshot | counts | {"connections": ids, "loaded_s": loaded_s})
 
         app.router.add_get(STATS_PATH, stats)
